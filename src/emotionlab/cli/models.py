@@ -1,0 +1,191 @@
+"""Model zoo, training and evaluation commands."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import console, fail, print_json
+
+models_app = typer.Typer(help="The model zoo: list architectures and shipped models.", no_args_is_help=True)
+study_app = typer.Typer(help="Experiments across settings (seed 002's input-size table).", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(models_app, name="models")
+    app.add_typer(study_app, name="study")
+    app.command("train")(train)
+    app.command("evaluate")(evaluate_cmd)
+    app.command("cv")(cv)
+    app.command("export")(export)
+
+
+@models_app.command("list")
+def models_list(pattern: str = typer.Argument("*", help="Shell-style filter, e.g. '*xception*'."),
+                json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+    """Architectures with parameters, input size and MFLOPs; shipped models marked default / fast."""
+    from rich.table import Table
+
+    from ..models import count_mflops, count_params, create_model, get_entry, list_models
+    from ..models.hub import aliases, shipped_models
+
+    rows = []
+    for name in list_models(pattern):
+        e = get_entry(name)
+        m = create_model(name)
+        rows.append({"name": name, "kind": "architecture", "params": count_params(m), "in_size": e.default_size,
+                     "mflops": round(count_mflops(m, e.default_size), 1), "description": e.description})
+    al = aliases()
+    for name, cpath in shipped_models().items():
+        card = json.loads(cpath.read_text())
+        tags = [a for a, t in al.items() if t == name]
+        acc = card.get("metrics", {}).get("PrivateTest", {}).get("accuracy")
+        rows.append({"name": name, "kind": "shipped" + (f" ({', '.join(tags)})" if tags else ""),
+                     "params": card.get("params"), "in_size": card.get("in_size"), "mflops": card.get("mflops"),
+                     "description": f"{card['arch']}; PrivateTest acc {acc:.4f}" if acc else card["arch"]})
+    if json_out:
+        print_json(rows)
+        return
+    t = Table(title="emotionlab models")
+    for col in ("name", "kind", "params", "in_size", "MFLOPs", "description"):
+        t.add_column(col, justify="right" if col in ("params", "in_size", "MFLOPs") else "left")
+    for r in rows:
+        t.add_row(r["name"], r["kind"], f"{r['params']:,}" if r["params"] else "", str(r["in_size"]),
+                  str(r["mflops"]), r["description"])
+    console.print(t)
+
+
+def train(
+    model: Optional[str] = typer.Option(None, "--model", "-m",
+                                        help="Architecture name (see `emotionlab models list`); default emonet_s."),
+    data: Optional[Path] = typer.Option(None, "--data", "-d", help="FER-2013 CSV(.gz) or an image folder."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config; flags override it."),
+    epochs: Optional[int] = typer.Option(None, help="Number of epochs."),
+    out: Optional[Path] = typer.Option(None, help="Run directory (default runs/MODEL)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.json."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
+    lr: Optional[float] = typer.Option(None, "--lr"),
+    optimizer: Optional[str] = typer.Option(None, help="sgd | adam | adamw"),
+    schedule: Optional[str] = typer.Option(None, help="cosine | onecycle | step | plateau | none"),
+    patience: Optional[int] = typer.Option(None, help="Early stopping patience in epochs (0 = off)."),
+    in_size: Optional[int] = typer.Option(None, "--in-size", help="Input side in pixels."),
+    ferplus: Optional[Path] = typer.Option(None, help="fer2013new.csv: FER+ votes as soft targets."),
+    label_smoothing: Optional[float] = typer.Option(None, "--label-smoothing"),
+    class_weights: Optional[bool] = typer.Option(None, "--class-weights/--no-class-weights"),
+    balanced: Optional[bool] = typer.Option(None, "--balanced/--no-balanced", help="Class-balanced sampler."),
+    occlude: Optional[float] = typer.Option(None, help="Probability of occlusion-mask augmentation."),
+    seed: Optional[int] = typer.Option(None, help="Random seed."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for torch."),
+    device: Optional[str] = typer.Option(None, help="auto | cpu | cuda"),
+    max_train: Optional[int] = typer.Option(None, "--max-train", help="Use at most N training images."),
+    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model."),
+    bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="bf16 autocast."),
+) -> None:
+    """Train a face model; FER-2013 trains on Training and selects on PublicTest (PrivateTest untouched)."""
+    from ..training.config import TrainConfig
+    from ..training.engine import fit
+
+    over = dict(model=model, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, schedule=schedule,
+                patience=patience, in_size=in_size, ferplus=str(ferplus) if ferplus else None,
+                label_smoothing=label_smoothing, class_weights=class_weights, balanced_sampler=balanced, seed=seed,
+                threads=threads, device=device, max_train=max_train, compile=compile, bf16=bf16,
+                data=str(data) if data else None)
+    if config:
+        cfg = TrainConfig.from_yaml(config, **over)
+    else:
+        cfg = TrainConfig.from_dict({k: v for k, v in over.items() if v is not None})
+    if occlude is not None:
+        cfg.augment.occlude = occlude
+    if not cfg.data:
+        fail("no training data: pass --data PATH (a FER-2013 CSV or an image folder)")
+    if cfg.batch_size % 2:
+        fail(f"--batch-size {cfg.batch_size} is odd; use an even size (torch 2.13 CPU channels_last crash)")
+    out = out or Path("runs") / cfg.model
+    res = fit(cfg, out, resume=resume, console=console)
+    console.print(f"best validation accuracy {res['best_val_acc']:.4f} at epoch {res['best_epoch']}; "
+                  f"model in {out}/best.safetensors")
+
+
+def evaluate_cmd(
+    model: str = typer.Option("default", "--model", "-m", help="Shipped name, run directory or .safetensors."),
+    data: Path = typer.Option(..., "--data", "-d", help="FER-2013 CSV(.gz) or an image folder."),
+    split: str = typer.Option("PrivateTest", help="Split to evaluate (PrivateTest, PublicTest, test, all...)."),
+    tta: str = typer.Option("none", help="Test-time augmentation: none | flip | ten."),
+    detect: bool = typer.Option(False, "--detect", help="Folders of photos: detect the largest face first."),
+    occlude: Optional[str] = typer.Option(None, help="Comma list of masks: none,forehead,eyes,mouth."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the metrics JSON here ('-' = stdout)."),
+    out: Optional[Path] = typer.Option(None, help="Directory for the confusion-matrix PNG (and occlusion chart)."),
+    batch_size: int = typer.Option(256, "--batch-size"),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip malformed rows / unreadable images."),
+    ignore_unknown: bool = typer.Option(False, "--ignore-unknown", help="Skip class folders not in the label set."),
+) -> None:
+    """Accuracy, macro / weighted F1, per-class metrics and the confusion matrix of a model on a split."""
+    from ..training.evaluation import run_evaluation
+
+    res = run_evaluation(model, data, split=split, tta=tta, detect=detect, occlude=occlude, out=out,
+                         batch_size=batch_size, skip_bad=skip_bad, ignore_unknown=ignore_unknown)
+    if json_out is not None:
+        if str(json_out) == "-":
+            print_json(res)
+        else:
+            json_out.parent.mkdir(parents=True, exist_ok=True)
+            json_out.write_text(json.dumps(res, indent=2))
+            console.print(f"metrics written to {json_out}")
+
+
+def cv(
+    model: str = typer.Option(..., "--model", "-m"),
+    data: Path = typer.Option(..., "--data", "-d"),
+    folds: int = typer.Option(5, help="Number of stratified folds."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c"),
+    epochs: Optional[int] = typer.Option(None),
+    out: Optional[Path] = typer.Option(None),
+    max_train: Optional[int] = typer.Option(None, "--max-train"),
+    seed: int = typer.Option(0),
+    json_out: Optional[Path] = typer.Option(None, "--json"),
+) -> None:
+    """Stratified k-fold cross-validation on the training part: mean ± std of every metric (seed 001)."""
+    from ..training.studies import cross_validate
+
+    res = cross_validate(model, data, folds, config, epochs, out or Path("runs") / f"cv-{model}", max_train, seed)
+    if json_out:
+        json_out.write_text(json.dumps(res, indent=2))
+    else:
+        print_json(res["summary"])
+
+
+@study_app.command("input-size")
+def study_input_size(
+    model: str = typer.Option("simple_cnn", "--model", "-m"),
+    data: Path = typer.Option(..., "--data", "-d"),
+    sizes: str = typer.Option("20,50,100", help="Comma list of input sizes."),
+    epochs: int = typer.Option(10),
+    config: Optional[Path] = typer.Option(None, "--config", "-c"),
+    out: Optional[Path] = typer.Option(None),
+    max_train: Optional[int] = typer.Option(None, "--max-train"),
+    json_out: Optional[Path] = typer.Option(None, "--json"),
+) -> None:
+    """Parameters, accuracy and seconds per epoch at each input size (seed 002's table)."""
+    from ..training.studies import input_size_study
+
+    res = input_size_study(model, data, [int(s) for s in sizes.split(",")], epochs, config,
+                           out or Path("runs") / f"study-{model}", max_train)
+    if json_out:
+        json_out.write_text(json.dumps(res, indent=2))
+    print_json(res)
+
+
+def export(
+    model: str = typer.Option("default", "--model", "-m"),
+    format: str = typer.Option("onnx", "--format", help="onnx"),
+    out: Optional[Path] = typer.Option(None, help="Output file (default: out/MODEL.onnx)."),
+) -> None:
+    """Export a model for deployment (ONNX, dynamic batch), checked against PyTorch."""
+    from ..inference.onnx_export import export_onnx
+
+    if format != "onnx":
+        fail(f"unknown format {format!r}; supported: onnx")
+    path = export_onnx(model, out)
+    console.print(f"wrote {path}")

@@ -1,0 +1,68 @@
+"""One entry point for face datasets: a FER-2013 CSV (.csv / .csv.gz) or an image folder."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DataError
+from .fer2013 import FaceDataset, load_fer2013
+from .folders import load_folder
+from .labels import FER7, LabelSet
+
+
+def load_dataset(path: str | os.PathLike, size: int = 48, label_set: LabelSet | str = FER7,
+                 skip_bad: bool = False, ignore_unknown: bool = False) -> FaceDataset:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(path, "not found: expected a FER-2013 CSV (.csv, .csv.gz) or an image folder")
+    if path.is_dir():
+        fer = [p for p in (path / "fer2013.csv.gz", path / "fer2013.csv", path / "fer2013" / "fer2013.csv.gz")
+               if p.exists()]
+        if fer:
+            path = fer[0]
+        else:
+            return load_folder(path, label_set, size, ignore_unknown=ignore_unknown, skip_bad=skip_bad)
+    ds = load_fer2013(path, skip_bad=skip_bad)
+    if size != ds.images.shape[1]:
+        from .preprocess import resize
+
+        ds.images = np.stack([resize(im, size) for im in ds.images])
+    return ds
+
+
+def train_val_test(ds: FaceDataset, seed: int = 0, val_frac: float = 0.1, test_frac: float = 0.1
+                   ) -> tuple[FaceDataset, FaceDataset, FaceDataset | None]:
+    """FER-2013: Training / PublicTest / PrivateTest. Folders: their train/val/test, else a seeded
+    stratified split."""
+    u = set(ds.usage.tolist())
+    if {"Training", "PublicTest"} <= u:
+        return ds.split("Training"), ds.split("PublicTest"), (ds.split("PrivateTest") if "PrivateTest" in u else None)
+    if {"train", "val"} <= u:
+        return ds.split("train"), ds.split("val"), (ds.split("test") if "test" in u else None)
+    from .split import stratified_split
+
+    tr, va, te = stratified_split(ds.labels, val_frac, test_frac, seed)
+    if "train" in u and "test" in u:  # train/test given: carve validation out of train
+        tr_idx = np.flatnonzero(ds.usage == "train")
+        a, b, _ = stratified_split(ds.labels[tr_idx], val_frac, 0.0, seed)
+        return ds.subset(tr_idx[a]), ds.subset(tr_idx[b]), ds.split("test")
+    return ds.subset(tr), ds.subset(va), ds.subset(te)
+
+
+def eval_split(ds: FaceDataset, split: str | None, seed: int = 0) -> FaceDataset:
+    """The split to evaluate on: a named split, or for unsplit folders the seeded test part, or 'all'."""
+    if split in (None, "all"):
+        return ds
+    names = {"privatetest": ("PrivateTest", "test"), "test": ("PrivateTest", "test"),
+             "publictest": ("PublicTest", "val"), "val": ("PublicTest", "val"),
+             "training": ("Training", "train"), "train": ("Training", "train")}
+    u = set(ds.usage.tolist())
+    for cand in names.get(split.lower(), (split,)):
+        if cand in u:
+            return ds.split(cand)
+    if u <= {"all"}:
+        _, va, te = train_val_test(ds, seed)
+        return te if split.lower() in ("test", "privatetest") else va
+    raise DataError(ds.source, f"no split {split!r}; the data has {sorted(u)}")

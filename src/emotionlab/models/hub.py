@@ -1,0 +1,104 @@
+"""Pretrained models that ship inside the package, and loading of any trained run, with no network.
+
+A model is a safetensors weight file plus a JSON model card (architecture, labels, input size, preprocessing,
+recipe, metrics). ``weights/aliases.json`` maps the public names ``default`` and ``fast`` to shipped files.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..data.preprocess import PreprocessConfig
+from .registry import create_model, list_models
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+
+@dataclass
+class LoadedModel:
+    model: nn.Module
+    card: dict
+    weights: Path
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.card["labels"])
+
+    @property
+    def preprocess(self) -> PreprocessConfig:
+        return PreprocessConfig.from_dict(self.card.get("preprocess"))
+
+    @property
+    def name(self) -> str:
+        return self.card.get("name", self.weights.stem)
+
+
+def aliases() -> dict[str, str]:
+    p = WEIGHTS_DIR / "aliases.json"
+    return json.loads(p.read_text()) if p.exists() else {}
+
+
+def shipped_models() -> dict[str, Path]:
+    """Shipped model name -> card path."""
+    return {p.stem: p for p in sorted(WEIGHTS_DIR.glob("*.json")) if p.name != "aliases.json"
+            and (WEIGHTS_DIR / f"{p.stem}.safetensors").exists()}
+
+
+def resolve(name_or_path: str | os.PathLike) -> tuple[Path, Path]:
+    """-> (weights .safetensors, model card .json) for a shipped name, alias, file or run directory."""
+    s = str(name_or_path)
+    al = aliases()
+    if s in al:
+        s = al[s]
+    shipped = shipped_models()
+    if s in shipped:
+        return WEIGHTS_DIR / f"{s}.safetensors", shipped[s]
+    p = Path(s)
+    if p.is_dir():
+        for stem in ("best", "model"):
+            if (p / f"{stem}.safetensors").exists() and (p / f"{stem}.json").exists():
+                return p / f"{stem}.safetensors", p / f"{stem}.json"
+        raise FileNotFoundError(f"{p}: no best.safetensors + best.json model in this directory")
+    if p.suffix == ".safetensors" and p.exists():
+        card = p.with_suffix(".json")
+        if not card.exists():
+            raise FileNotFoundError(f"{p}: its model card {card.name} is missing beside it")
+        return p, card
+    if p.suffix == ".json" and p.exists():
+        return p.with_suffix(".safetensors"), p
+    hint = ""
+    if s in list_models():
+        hint = f" ({s!r} is an architecture: train it with `emotionlab train --model {s}` and pass the run directory)"
+    known = sorted(set(al) | set(shipped))
+    raise FileNotFoundError(f"no model {s!r}{hint}. Shipped: {', '.join(known) or 'none yet'}; "
+                            "or give a run directory / .safetensors path")
+
+
+def load_model(name_or_path: str | os.PathLike = "default", device: str | torch.device = "cpu") -> LoadedModel:
+    """Load a shipped or trained model for inference (eval mode). Weights never go through pickle."""
+    from safetensors.torch import load_file
+
+    wpath, cpath = resolve(name_or_path)
+    card = json.loads(Path(cpath).read_text())
+    model = create_model(card["arch"], num_classes=card["num_classes"], in_size=card["in_size"],
+                         in_chans=card.get("in_chans", 1), **card.get("arch_kwargs", {}))
+    sd = load_file(str(wpath))
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{wpath}: weights do not fit {card['arch']} (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    model.eval().to(device)
+    return LoadedModel(model, card, Path(wpath))
+
+
+def best_available() -> str | None:
+    """The best model that exists: the 'default' alias, else None."""
+    try:
+        resolve("default")
+        return "default"
+    except FileNotFoundError:
+        return None

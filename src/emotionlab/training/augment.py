@@ -1,0 +1,107 @@
+"""Batched augmentation on tensors, so it runs on the CPU or a GPU alike (no per-image Python loop).
+
+Inputs are normalized float tensors (N, C, H, W); every transform draws its parameters per sample.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class AugmentConfig:
+    flip: float = 0.5  # probability of a horizontal flip
+    rotate: float = 15.0  # max rotation in degrees
+    scale: tuple[float, float] = (0.9, 1.1)
+    translate: float = 0.1  # max shift as a fraction of the side
+    noise: float = 0.0  # std of additive Gaussian noise (in normalized units), applied with p=0.5
+    erase: float = 0.0  # probability of random erasing (one rectangle, 2-25% of the area)
+    occlude: float = 0.0  # probability of an occlusion mask (forehead / eyes / lower face)
+    mixup: float = 0.0  # mixup alpha (0 = off)
+    cutmix: float = 0.0  # probability of cutmix instead of mixup (needs mixup > 0 for its alpha)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def affine(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator | None = None) -> torch.Tensor:
+    n = x.shape[0]
+    dev = x.device
+    rnd = lambda *s: torch.rand(*s, generator=gen, device="cpu").to(dev)  # noqa: E731
+    ang = (rnd(n) * 2 - 1) * math.radians(cfg.rotate)
+    sc = cfg.scale[0] + rnd(n) * (cfg.scale[1] - cfg.scale[0])
+    tx = (rnd(n) * 2 - 1) * cfg.translate * 2  # affine_grid works in [-1, 1]
+    ty = (rnd(n) * 2 - 1) * cfg.translate * 2
+    flip = (rnd(n) < cfg.flip).float() * -2 + 1
+    cos, sin = torch.cos(ang) / sc, torch.sin(ang) / sc
+    theta = torch.stack([torch.stack([cos * flip, -sin, tx], 1), torch.stack([sin * flip, cos, ty], 1)], 1)
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def random_erase(x: torch.Tensor, p: float, gen: torch.Generator | None = None) -> torch.Tensor:
+    n, _, h, w = x.shape
+    r = torch.rand(n, 4, generator=gen)
+    area = 0.02 + r[:, 0] * 0.23
+    aspect = torch.exp((r[:, 1] - 0.5) * 2 * math.log(3))
+    eh = (torch.sqrt(area * aspect) * h).clamp(1, h).long()
+    ew = (torch.sqrt(area / aspect) * w).clamp(1, w).long()
+    y0 = (r[:, 2] * (h - eh + 1).float()).long()
+    x0 = (r[:, 3] * (w - ew + 1).float()).long()
+    ys = torch.arange(h).view(1, h, 1)
+    xs = torch.arange(w).view(1, 1, w)
+    m = (ys >= y0.view(-1, 1, 1)) & (ys < (y0 + eh).view(-1, 1, 1)) & (xs >= x0.view(-1, 1, 1)) & (
+        xs < (x0 + ew).view(-1, 1, 1))
+    m &= (torch.rand(n, generator=gen) < p).view(-1, 1, 1)
+    return x.masked_fill(m.unsqueeze(1).to(x.device), 0.0)
+
+
+def occlusion(x: torch.Tensor, p: float, fill: float, gen: torch.Generator | None = None) -> torch.Tensor:
+    """Hide the forehead, eyes or lower face of a random subset (seed 004's masks)."""
+    n, _, h, _ = x.shape
+    which = torch.randint(0, 3, (n,), generator=gen)
+    on = torch.rand(n, generator=gen) < p
+    rows = torch.arange(h).view(1, h)
+    lo = torch.tensor([0, h // 4, h // 2])[which].view(-1, 1)
+    hi = torch.tensor([h // 4, h // 2, h])[which].view(-1, 1)
+    m = (rows >= lo) & (rows < hi) & on.view(-1, 1)
+    return torch.where(m.view(n, 1, h, 1).to(x.device), torch.full_like(x, fill), x)
+
+
+def augment_batch(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator | None = None,
+                  occlusion_fill: float = 0.0) -> torch.Tensor:
+    if cfg.rotate or cfg.translate or cfg.flip or cfg.scale != (1.0, 1.0):
+        x = affine(x, cfg, gen)
+    if cfg.noise > 0:
+        on = (torch.rand(x.shape[0], 1, 1, 1, generator=gen) < 0.5).to(x.device, x.dtype)
+        x = x + on * torch.randn(x.shape, generator=gen).to(x.device, x.dtype) * cfg.noise
+    if cfg.erase > 0:
+        x = random_erase(x, cfg.erase, gen)
+    if cfg.occlude > 0:
+        x = occlusion(x, cfg.occlude, occlusion_fill, gen)
+    return x
+
+
+def mix_batch(x: torch.Tensor, y: torch.Tensor, cfg: AugmentConfig,
+              gen: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mixup or CutMix on a batch with soft targets ``y`` (N, C)."""
+    if cfg.mixup <= 0:
+        return x, y
+    lam = float(torch.distributions.Beta(cfg.mixup, cfg.mixup).sample())
+    perm = torch.randperm(x.shape[0], generator=gen).to(x.device)
+    if torch.rand(1, generator=gen).item() < cfg.cutmix:
+        _, _, h, w = x.shape
+        cut = math.sqrt(1 - lam)
+        ch, cw = int(h * cut), int(w * cut)
+        cy, cx = int(torch.randint(0, h, (1,), generator=gen)), int(torch.randint(0, w, (1,), generator=gen))
+        y0, y1 = max(0, cy - ch // 2), min(h, cy + ch // 2)
+        x0, x1 = max(0, cx - cw // 2), min(w, cx + cw // 2)
+        x = x.clone()
+        x[:, :, y0:y1, x0:x1] = x[perm, :, y0:y1, x0:x1]
+        lam = 1 - (y1 - y0) * (x1 - x0) / (h * w)
+    else:
+        x = lam * x + (1 - lam) * x[perm]
+    return x, lam * y + (1 - lam) * y[perm]

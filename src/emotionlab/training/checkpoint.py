@@ -1,0 +1,104 @@
+"""Checkpoints without pickle: safetensors for tensors, JSON for everything else.
+
+A run directory holds ``last.safetensors`` + ``last.json`` (model, optimizer and RNG tensors / epoch,
+optimizer hyper-parameters, scheduler state, history, config) for ``--resume``, and ``best.safetensors`` +
+``best.json`` (the model card) for the best validation epoch.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, torch.Tensor):
+        return obj.tolist()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return {"__float__": str(obj)}
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    return repr(obj)
+
+
+def _unjson(obj):
+    if isinstance(obj, dict):
+        if set(obj) == {"__float__"}:
+            return float(obj["__float__"])
+        return {k: _unjson(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_unjson(v) for v in obj]
+    return obj
+
+
+def write_json(path: str | os.PathLike, data: dict) -> None:
+    tmp = Path(str(path) + ".tmp")
+    tmp.write_text(json.dumps(_jsonable(data), indent=2))
+    os.replace(tmp, path)
+
+
+def save_weights(model: torch.nn.Module, path: str | os.PathLike, metadata: dict | None = None) -> None:
+    sd = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    tmp = str(path) + ".tmp"
+    save_file(sd, tmp, metadata={k: str(v) for k, v in (metadata or {}).items()})
+    os.replace(tmp, path)
+
+
+def load_weights(model: torch.nn.Module, path: str | os.PathLike, strict: bool = True) -> torch.nn.Module:
+    sd = load_file(str(path))
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    if strict and (missing or unexpected):
+        raise ValueError(f"{path}: weights do not fit the architecture (missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]})")
+    return model
+
+
+def save_checkpoint(run_dir: Path, model, optimizer, scheduler, state: dict) -> None:
+    """Everything needed to resume after the epoch in ``state['epoch']``."""
+    tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    opt_sd = optimizer.state_dict()
+    opt_scalars: dict = {}
+    for pid, st in opt_sd["state"].items():
+        for key, val in st.items():
+            if isinstance(val, torch.Tensor) and val.ndim > 0:
+                tensors[f"optim.{pid}.{key}"] = val.detach().contiguous().cpu()
+            else:
+                opt_scalars.setdefault(str(pid), {})[key] = float(val)
+    tensors["rng.torch"] = torch.get_rng_state()
+    save_file(tensors, str(run_dir / "last.safetensors.tmp"))
+    os.replace(run_dir / "last.safetensors.tmp", run_dir / "last.safetensors")
+    sched_sd = scheduler.state_dict() if scheduler is not None else None
+    if sched_sd is not None:
+        sched_sd = {k: v for k, v in sched_sd.items() if not callable(v) and k != "lr_lambdas"}
+    write_json(run_dir / "last.json", {**state, "optimizer": {"param_groups": opt_sd["param_groups"],
+                                                             "scalars": opt_scalars}, "scheduler": sched_sd})
+
+
+def load_checkpoint(run_dir: Path, model, optimizer, scheduler) -> dict:
+    tensors = load_file(str(run_dir / "last.safetensors"))
+    state = _unjson(json.loads((run_dir / "last.json").read_text()))
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    opt_state: dict = {}
+    for k, v in tensors.items():
+        if k.startswith("optim."):
+            _, pid, key = k.split(".", 2)
+            opt_state.setdefault(int(pid), {})[key] = v
+    for pid, sc in state["optimizer"]["scalars"].items():
+        for key, val in sc.items():
+            opt_state.setdefault(int(pid), {})[key] = torch.tensor(val)
+    optimizer.load_state_dict({"state": opt_state, "param_groups": state["optimizer"]["param_groups"]})
+    if scheduler is not None and state.get("scheduler"):
+        sd = scheduler.state_dict()
+        sd.update(state["scheduler"])
+        scheduler.load_state_dict(sd)
+    if "rng.torch" in tensors:
+        torch.set_rng_state(tensors["rng.torch"])
+    return state

@@ -1,0 +1,375 @@
+"""torchvision-reference-style training: plain ``train_one_epoch`` / ``evaluate`` functions and ``fit``.
+
+The whole dataset lives in memory as uint8 (FER-2013 is 80 MB); batches are normalized and augmented as
+tensors, which is faster on 2 CPU cores than a DataLoader with worker processes and runs unchanged on a GPU.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import math
+import os
+import platform
+import shlex
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data.labels import get_label_set
+from ..data.preprocess import PreprocessConfig
+from ..models import count_mflops, count_params, create_model
+from .augment import augment_batch, mix_batch
+from .checkpoint import load_checkpoint, save_checkpoint, save_weights, write_json
+from .config import TrainConfig
+from .metrics import classification_metrics, plot_confusion
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def hardware_string(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+
+def autocast_ctx(device: torch.device, enabled: bool):
+    if not enabled:
+        return contextlib.nullcontext()
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", dtype=torch.bfloat16)
+
+
+def to_input(u8: torch.Tensor, pre: PreprocessConfig, channels_last: bool = False) -> torch.Tensor:
+    x = u8.float().unsqueeze(1).mul_(1.0 / 255.0).sub_(pre.mean).mul_(1.0 / pre.std)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
+                       smoothing: float = 0.0) -> torch.Tensor:
+    if smoothing > 0:
+        target = target * (1 - smoothing) + smoothing / target.shape[1]
+    logp = F.log_softmax(logits.float(), dim=1)
+    loss = -(target * logp)
+    if weight is not None:
+        loss = loss * weight
+    return loss.sum(1).mean()
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """No decay on norms and biases; per-layer L2 (``model.l2``) gets its own group."""
+    l2 = getattr(model, "l2", {}) or {}
+    decay, no_decay, special = [], [], {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if name in l2:
+            special.setdefault(l2[name], []).append(p)
+        elif p.ndim <= 1:
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups += [{"params": ps, "weight_decay": max(c, weight_decay)} for c, ps in special.items()]
+    return [g for g in groups if g["params"]]
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    groups = param_groups(model, cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=cfg.lr)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}; use sgd, adam or adamw")
+
+
+def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
+    """Returns (scheduler, unit): unit 'step' schedulers advance every batch, 'epoch' ones every epoch."""
+    total = cfg.epochs * steps_per_epoch
+    warm = int(cfg.warmup_epochs * steps_per_epoch)
+    if cfg.schedule == "cosine":
+        def f(step: int) -> float:
+            if step < warm:
+                return (step + 1) / max(1, warm)
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
+        return torch.optim.lr_scheduler.LambdaLR(opt, f), "step"
+    if cfg.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total,
+                                                   pct_start=max(0.05, min(0.5, warm / max(1, total)))), "step"
+    if cfg.schedule == "step":
+        ms = cfg.milestones or [int(cfg.epochs * 0.5), int(cfg.epochs * 0.75)]
+        return torch.optim.lr_scheduler.MultiStepLR(opt, ms, cfg.gamma), "epoch"
+    if cfg.schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=cfg.gamma if cfg.gamma < 1 else 0.5,
+                                                          patience=cfg.plateau_patience), "plateau"
+    if cfg.schedule == "none":
+        return None, "none"
+    raise ValueError(f"unknown schedule {cfg.schedule!r}; use cosine, onecycle, step, plateau or none")
+
+
+def train_one_epoch(model, opt, sched, sched_unit, images: torch.Tensor, targets: torch.Tensor, order: torch.Tensor,
+                    cfg: TrainConfig, pre: PreprocessConfig, device, class_w=None, gen=None, progress=None,
+                    task=None) -> dict:
+    model.train()
+    bs = cfg.batch_size
+    n_batches = len(order) // bs  # drop_last: even batch sizes avoid the torch 2.13 channels_last crash
+    tot_loss, tot_correct, seen = 0.0, 0, 0
+    t0 = time.perf_counter()
+    use_ac = cfg.bf16
+    for b in range(n_batches):
+        idx = order[b * bs:(b + 1) * bs]
+        x = to_input(images[idx].to(device, non_blocking=True), pre)
+        y = targets[idx].to(device, non_blocking=True)
+        x = augment_batch(x, cfg.augment, gen)
+        x, y = mix_batch(x, y, cfg.augment, gen)
+        if cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast_ctx(device, use_ac):
+            logits = model(x)
+        loss = soft_cross_entropy(logits, y, class_w, cfg.label_smoothing)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if sched is not None and sched_unit == "step":
+            sched.step()
+        tot_loss += float(loss.detach()) * len(idx)
+        tot_correct += int((logits.argmax(1) == y.argmax(1)).sum())
+        seen += len(idx)
+        if progress is not None:
+            el = time.perf_counter() - t0
+            progress.update(task, advance=1, description=f"loss {tot_loss / seen:.3f} acc {tot_correct / seen:.3f} "
+                                                          f"{seen / max(el, 1e-9):.0f} img/s")
+    el = time.perf_counter() - t0
+    return {"loss": tot_loss / max(seen, 1), "acc": tot_correct / max(seen, 1), "img_s": seen / max(el, 1e-9),
+            "seconds": el}
+
+
+def tta_views(x: torch.Tensor, mode: str) -> list[torch.Tensor]:
+    """Test-time views: 'flip' (2 views) or 'ten' (5 shifts x flip)."""
+    if mode in ("", "none", None, False):
+        return [x]
+    views = [x, x.flip(-1)]
+    if mode == "ten":
+        n, c, h, w = x.shape
+        for dx, dy in ((-2, -2), (2, -2), (-2, 2), (2, 2)):
+            theta = torch.tensor([[1.0, 0, 2 * dx / w], [0, 1.0, 2 * dy / h]], dtype=x.dtype).expand(n, 2, 3)
+            grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
+            v = F.grid_sample(x, grid, padding_mode="border", align_corners=False)
+            views += [v, v.flip(-1)]
+    return views
+
+
+@torch.no_grad()
+def predict_proba(model: nn.Module, images_u8: np.ndarray | torch.Tensor, pre: PreprocessConfig,
+                  batch_size: int = 256, tta: str = "none", device=None, bf16: bool = False) -> np.ndarray:
+    """Class probabilities for uint8 face crops (N,S,S) already at the model's size."""
+    device = device or next(model.parameters()).device
+    model.eval()
+    imgs = torch.as_tensor(np.asarray(images_u8)) if not isinstance(images_u8, torch.Tensor) else images_u8
+    out = []
+    for i in range(0, len(imgs), batch_size):
+        x = to_input(imgs[i:i + batch_size].to(device), pre)
+        probs = 0
+        views = tta_views(x, tta)
+        for v in views:
+            with autocast_ctx(device, bf16):
+                probs = probs + F.softmax(model(v).float(), 1)
+        out.append((probs / len(views)).cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, getattr(model, "num_classes", 7)), np.float32)
+
+
+def evaluate(model, images_u8, labels, label_names, pre: PreprocessConfig, tta: str = "none",
+             batch_size: int = 256) -> dict:
+    probs = predict_proba(model, images_u8, pre, batch_size, tta)
+    m = classification_metrics(np.asarray(labels), probs.argmax(1), label_names)
+    m["nll"] = float(-np.log(np.clip(probs[np.arange(len(labels)), np.asarray(labels)], 1e-12, 1)).mean()) if len(labels) else 0.0
+    return m
+
+
+def _targets(ds, num_classes: int, cfg: TrainConfig) -> torch.Tensor:
+    onehot = np.eye(num_classes, dtype=np.float32)[ds.labels]
+    if ds.soft is not None and cfg.ferplus_weight > 0:
+        w = cfg.ferplus_weight
+        return torch.from_numpy((w * ds.soft + (1 - w) * onehot).astype(np.float32))
+    return torch.from_numpy(onehot)
+
+
+def plot_history(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [h["epoch"] for h in history]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    a1.plot(ep, [h["train_loss"] for h in history], label="train")
+    a1.plot(ep, [h["val_loss"] for h in history], label="validation")
+    a1.set_title("loss")
+    a1.set_xlabel("epoch")
+    a1.legend()
+    a2.plot(ep, [h["train_acc"] for h in history], label="train")
+    a2.plot(ep, [h["val_acc"] for h in history], label="validation")
+    a2.set_title("accuracy")
+    a2.set_xlabel("epoch")
+    a2.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def load_training_data(cfg: TrainConfig, in_size: int):
+    from ..data.ferplus import attach_ferplus, load_ferplus
+    from ..data.loader import load_dataset, train_val_test
+
+    ds = load_dataset(cfg.data, size=in_size, label_set=cfg.label_set, skip_bad=cfg.skip_bad)
+    if cfg.ferplus:
+        attach_ferplus(ds, load_ferplus(cfg.ferplus))
+    train, val, _test = train_val_test(ds, cfg.seed)  # the test part is never touched here
+    if cfg.max_train and len(train) > cfg.max_train:
+        rng = np.random.default_rng(cfg.seed)
+        train = train.subset(np.sort(rng.choice(len(train), cfg.max_train, replace=False)))
+    return ds, train, val
+
+
+def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, console=None, command: str | None = None) -> dict:
+    """Train ``cfg.model`` on ``cfg.data``; select on validation; write checkpoints, history and a model card."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    console = console or Console(stderr=True)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if resume and (out / "config.json").exists() and (out / "last.json").exists():
+        saved = json.loads((out / "config.json").read_text())
+        saved["epochs"] = cfg.epochs  # allow extending a run
+        cfg = TrainConfig.from_dict(saved)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    device = pick_device(cfg.device)
+    ls = get_label_set(cfg.label_set)
+    model = create_model(cfg.model, num_classes=len(ls), in_size=cfg.in_size, **cfg.model_kwargs)
+    in_size = model.in_size
+    pre = PreprocessConfig(size=in_size)
+    ds, train, val = load_training_data(cfg, in_size)
+    console.print(f"[bold]{cfg.model}[/] {count_params(model) / 1e6:.2f}M params, {in_size}px; "
+                  f"train {len(train)}  val {len(val)}  ({ds.source}) on {device}")
+    model.to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    fwd_model = torch.compile(model) if cfg.compile else model
+    images = torch.from_numpy(train.images)
+    targets = _targets(train, len(ls), cfg)
+    counts = np.bincount(train.labels, minlength=len(ls)).astype(np.float64)
+    class_w = None
+    if cfg.class_weights:
+        w = counts.sum() / np.maximum(counts, 1) / len(ls)
+        class_w = torch.tensor(w / w.mean(), dtype=torch.float32, device=device)
+    steps = len(train) // cfg.batch_size
+    if steps == 0:
+        raise ValueError(f"training set has {len(train)} images, fewer than one batch of {cfg.batch_size}")
+    opt = build_optimizer(model, cfg)
+    sched, unit = build_scheduler(opt, cfg, steps)
+    history: list[dict] = []
+    start_epoch, best, best_epoch, bad_epochs = 0, -1.0, -1, 0
+    if resume and (out / "last.json").exists():
+        st = load_checkpoint(out, model, opt, sched)
+        start_epoch, history = st["epoch"] + 1, st.get("history", [])
+        best, best_epoch, bad_epochs = st.get("best", -1.0), st.get("best_epoch", -1), st.get("bad_epochs", 0)
+        console.print(f"resumed from {out / 'last.json'} after epoch {st['epoch'] + 1}")
+    write_json(out / "config.json", cfg.to_dict())
+    gen = torch.Generator().manual_seed(cfg.seed * 1000 + start_epoch)
+    command = command or " ".join(shlex.quote(a) for a in sys.argv)
+    for epoch in range(start_epoch, cfg.epochs):
+        if cfg.balanced_sampler:
+            p = (1.0 / counts)[train.labels]
+            order = torch.multinomial(torch.tensor(p / p.sum()), len(train), replacement=True, generator=gen)
+        else:
+            order = torch.randperm(len(train), generator=gen)
+        with Progress(TextColumn(f"epoch {epoch + 1}/{cfg.epochs}"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("{task.description}"), TimeRemainingColumn(), console=console,
+                      transient=True, disable=not console.is_terminal) as prog:
+            task = prog.add_task("", total=steps)
+            tr = train_one_epoch(fwd_model, opt, sched, unit, images, targets, order, cfg, pre, device, class_w,
+                                 gen, prog, task)
+        vm = evaluate(model, val.images, val.labels, ls.labels, pre, "flip" if cfg.val_tta else "none")
+        if sched is not None and unit == "epoch":
+            sched.step()
+        elif sched is not None and unit == "plateau":
+            sched.step(vm["accuracy"])
+        row = {"epoch": epoch + 1, "train_loss": tr["loss"], "train_acc": tr["acc"], "val_loss": vm["nll"],
+               "val_acc": vm["accuracy"], "val_macro_f1": vm["macro_f1"], "lr": opt.param_groups[0]["lr"],
+               "img_s": tr["img_s"], "seconds": tr["seconds"]}
+        history.append(row)
+        improved = vm["accuracy"] > best
+        if improved:
+            best, best_epoch, bad_epochs = vm["accuracy"], epoch + 1, 0
+            save_weights(model, out / "best.safetensors")
+            write_json(out / "best.json", model_card(model, cfg, pre, ls, vm, history, device, command))
+        else:
+            bad_epochs += 1
+        console.print(f"epoch {epoch + 1:3d}/{cfg.epochs}  loss {tr['loss']:.4f}  acc {tr['acc']:.4f}  "
+                      f"val_loss {vm['nll']:.4f}  val_acc {vm['accuracy']:.4f}  f1 {vm['macro_f1']:.4f}  "
+                      f"lr {row['lr']:.2e}  {tr['img_s']:.0f} img/s  {tr['seconds']:.0f}s" + ("  *" if improved else ""))
+        save_checkpoint(out, model, opt, sched, {"epoch": epoch, "history": history, "best": best,
+                                                  "best_epoch": best_epoch, "bad_epochs": bad_epochs,
+                                                  "config": cfg.to_dict()})
+        _write_history(out, history)
+        if cfg.patience and bad_epochs >= cfg.patience:
+            console.print(f"early stop: no validation improvement for {cfg.patience} epochs")
+            break
+    plot_history(history, out / "curves.png")
+    return {"best_val_acc": best, "best_epoch": best_epoch, "epochs_run": len(history), "out": str(out)}
+
+
+def _write_history(out: Path, history: list[dict]) -> None:
+    with open(out / "history.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(history[0]))
+        w.writeheader()
+        w.writerows(history)
+
+
+def model_card(model, cfg: TrainConfig, pre: PreprocessConfig, ls, val_metrics: dict, history, device,
+               command: str) -> dict:
+    last = history[-1] if history else {}
+    return {
+        "format": "emotionlab-model/1",
+        "name": cfg.model,
+        "arch": model.arch,
+        "arch_kwargs": getattr(model, "arch_kwargs", {}),
+        "num_classes": len(ls),
+        "label_set": ls.name,
+        "labels": list(ls.labels),
+        "in_size": model.in_size,
+        "in_chans": model.in_chans,
+        "preprocess": pre.to_dict(),
+        "params": count_params(model),
+        "mflops": round(count_mflops(create_model(model.arch, len(ls), model.in_size, model.in_chans,
+                                                  **getattr(model, "arch_kwargs", {})), model.in_size), 2),
+        "training": {
+            "data": cfg.data,
+            "ferplus": cfg.ferplus,
+            "selection": "best validation accuracy (FER-2013 PublicTest); PrivateTest never used in training",
+            "recipe": cfg.to_dict(),
+            "command": command,
+            "epochs_run": last.get("epoch"),
+            "img_s": last.get("img_s"),
+            "hardware": hardware_string(device),
+            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+        },
+        "metrics": {"validation": {k: val_metrics[k] for k in ("accuracy", "macro_f1", "weighted_f1", "n")}},
+    }

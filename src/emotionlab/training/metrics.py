@@ -1,0 +1,49 @@
+"""Classification metrics with scikit-learn, in the JSON layout every evaluate command prints."""
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str] | tuple[str, ...]) -> dict:
+    """accuracy, macro / weighted F1, per-class precision/recall/F1/support and the confusion matrix."""
+    k = list(range(len(labels)))
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=k, zero_division=0)
+    return {
+        "accuracy": float(accuracy_score(y_true, y_pred)) if len(y_true) else 0.0,
+        "macro_f1": float(f1_score(y_true, y_pred, labels=k, average="macro", zero_division=0)),
+        "weighted_f1": float(f1_score(y_true, y_pred, labels=k, average="weighted", zero_division=0)),
+        "per_class": {lab: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
+                            "support": int(s[i])} for i, lab in enumerate(labels)},
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=k).tolist(),
+        "labels": list(labels),
+        "n": int(len(y_true)),
+    }
+
+
+def plot_confusion(cm: list[list[int]], labels: list[str], path, title: str = "") -> None:
+    """Row-normalized confusion matrix PNG (recall on the diagonal)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm_arr = np.asarray(cm, dtype=float)
+    norm = cm_arr / np.maximum(cm_arr.sum(1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(1 + 0.8 * len(labels), 1 + 0.7 * len(labels)))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center",
+                    color="white" if norm[i, j] > 0.5 else "black", fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if title:
+        ax.set_title(title)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
