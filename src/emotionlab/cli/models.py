@@ -189,3 +189,47 @@ def export(
         fail(f"unknown format {format!r}; supported: onnx")
     path = export_onnx(model, out)
     console.print(f"wrote {path}")
+
+
+@models_app.command("ship")
+def models_ship(
+    run: Path = typer.Argument(..., help="Run directory with best.safetensors + best.json."),
+    name: str = typer.Option(..., "--name", help="Shipped model name, e.g. emonet_s_fer2013."),
+    alias: list[str] = typer.Option([], "--alias", help="Public alias to point at it (default, fast)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="FER-2013 CSV: record PublicTest / PrivateTest metrics."),
+    status: str = typer.Option("final", help="final | provisional (written into the card)."),
+) -> None:
+    """Developer command: copy a trained run into the package's weights with its card and test metrics."""
+    import shutil
+    from datetime import datetime, timezone
+
+    from ..models.hub import WEIGHTS_DIR, resolve
+    from ..training.checkpoint import write_json
+    from ..training.evaluation import run_evaluation
+
+    wpath, cpath = resolve(run)
+    if wpath.stat().st_size > 25 * 2**20:
+        fail(f"{wpath} is {wpath.stat().st_size / 2**20:.1f} MB; shipped files must stay under 25 MB")
+    WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
+    card = json.loads(cpath.read_text())
+    card["name"] = name
+    card["status"] = status
+    card["shipped"] = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    shutil.copyfile(wpath, WEIGHTS_DIR / f"{name}.safetensors")
+    write_json(WEIGHTS_DIR / f"{name}.json", card)
+    if data:
+        for split in ("PublicTest", "PrivateTest"):
+            for tta in ("none", "flip"):
+                res = run_evaluation(name, data, split=split, tta=tta, quiet=True)
+                key = split if tta == "none" else f"{split}+tta_flip"
+                card.setdefault("metrics", {})[key] = {k: res[k] for k in ("accuracy", "macro_f1", "weighted_f1",
+                                                                           "n", "per_class", "ms_per_face")}
+                console.print(f"{name} {key}: acc {res['accuracy']:.4f} macro-F1 {res['macro_f1']:.4f}")
+        card["metrics"]["evaluated"] = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+        write_json(WEIGHTS_DIR / f"{name}.json", card)
+    if alias:
+        ap = WEIGHTS_DIR / "aliases.json"
+        al = json.loads(ap.read_text()) if ap.exists() else {}
+        al.update({a: name for a in alias})
+        write_json(ap, al)
+    console.print(f"shipped {name} -> {WEIGHTS_DIR}")

@@ -42,7 +42,8 @@ class BasicBlock(nn.Module):
         if stride != 1 or cin != cout:
             # avg-pool + 1x1 conv instead of a strided 1x1 conv: keeps all input pixels and avoids the
             # torch 2.13 CPU channels_last crash with strided 1x1 convs.
-            self.short = nn.Sequential(nn.AvgPool2d(stride) if stride > 1 else nn.Identity(),
+            self.short = nn.Sequential(nn.AvgPool2d(stride, ceil_mode=True, count_include_pad=False) if stride > 1
+                                       else nn.Identity(),
                                        nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout))
         else:
             self.short = nn.Identity()

@@ -244,8 +244,12 @@ def load_training_data(cfg: TrainConfig, in_size: int):
     return ds, train, val
 
 
-def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, console=None, command: str | None = None) -> dict:
-    """Train ``cfg.model`` on ``cfg.data``; select on validation; write checkpoints, history and a model card."""
+def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, console=None, command: str | None = None,
+        splits=None) -> dict:
+    """Train ``cfg.model`` on ``cfg.data``; select on validation; write checkpoints, history and a model card.
+
+    ``splits`` = (train, val) FaceDatasets overrides loading ``cfg.data`` (cross-validation folds).
+    """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -265,9 +269,14 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, console=Non
     model = create_model(cfg.model, num_classes=len(ls), in_size=cfg.in_size, **cfg.model_kwargs)
     in_size = model.in_size
     pre = PreprocessConfig(size=in_size)
-    ds, train, val = load_training_data(cfg, in_size)
+    if splits is not None:
+        train, val = splits
+        source = train.source
+    else:
+        ds, train, val = load_training_data(cfg, in_size)
+        source = ds.source
     console.print(f"[bold]{cfg.model}[/] {count_params(model) / 1e6:.2f}M params, {in_size}px; "
-                  f"train {len(train)}  val {len(val)}  ({ds.source}) on {device}")
+                  f"train {len(train)}  val {len(val)}  ({source}) on {device}")
     model.to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -333,7 +342,11 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, console=Non
             console.print(f"early stop: no validation improvement for {cfg.patience} epochs")
             break
     plot_history(history, out / "curves.png")
-    return {"best_val_acc": best, "best_epoch": best_epoch, "epochs_run": len(history), "out": str(out)}
+    secs = [h["seconds"] for h in history]
+    return {"best_val_acc": best, "best_epoch": best_epoch, "epochs_run": len(history), "out": str(out),
+            "seconds_per_epoch": float(np.mean(secs)) if secs else None,
+            "img_s": float(np.mean([h["img_s"] for h in history])) if history else None,
+            "hardware": hardware_string(device), "params": count_params(model)}
 
 
 def _write_history(out: Path, history: list[dict]) -> None:

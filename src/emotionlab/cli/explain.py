@@ -1,0 +1,114 @@
+"""``explain`` (heat maps for images) and ``explain-dataset`` (per-class average maps and examples)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .common import console, fail, print_json
+
+
+def register(app: typer.Typer) -> None:
+    app.command("explain")(explain_cmd)
+    app.command("explain-dataset")(explain_dataset_cmd)
+
+
+def _methods(method: str) -> list[str]:
+    from ..explain import METHODS
+
+    names = list(METHODS) if method.strip() == "all" else [m.strip() for m in method.split(",") if m.strip()]
+    bad = [m for m in names if m not in METHODS]
+    if bad or not names:
+        fail(f"--method {method!r}: use {', '.join(METHODS)}, a comma list of them, or 'all'")
+    return names
+
+
+def _threads(threads: Optional[int]) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def explain_cmd(
+    images: List[Path] = typer.Argument(..., help="Face crops (<= 100 px, used as they are) or photos (detected)."),
+    model: str = typer.Option("default", "--model", "-m", help="Shipped name, run directory or .safetensors."),
+    method: str = typer.Option("gradcam", "--method", help="saliency | guided-backprop | gradcam (comma list or 'all')."),
+    target: Optional[str] = typer.Option(None, "--target", help="Class to explain (default: the predicted one)."),
+    out: Path = typer.Option(Path("out/explain"), "--out", "-o", help="Directory for the overlay PNGs."),
+    detector: str = typer.Option("auto", help="Face detector for photos (see `emotionlab predict`)."),
+    size: int = typer.Option(192, help="Side of the written overlays in pixels."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for torch."),
+    json_out: bool = typer.Option(False, "--json", help="Print the results as JSON on stdout."),
+) -> None:
+    """Heat-map overlay PNGs on the face crop for the predicted (or --target) class."""
+    from ..explain.faces import explain_images, make_recognizer
+    from ..models.hub import load_model
+
+    methods = _methods(method)
+    missing = [str(p) for p in images if not p.exists()]
+    if missing:
+        fail(f"image not found: {', '.join(missing)}")
+    _threads(threads)
+    loaded = load_model(model)
+    files = []
+    for p in images:
+        if p.is_dir():
+            from ..data.folders import list_images
+
+            files += list_images(p)
+        else:
+            files.append(p)
+    rows = explain_images(files, loaded, methods, out, target=target, size=size,
+                          recognizer_factory=lambda: make_recognizer(model, detector))
+    if json_out:
+        print_json(rows)
+    for r in rows:
+        if r["face"] < 0:
+            console.print(f"{r['image']}: no face found")
+        else:
+            console.print(f"{r['image']} face {r['face']}: {r['method']} for {r['target']} "
+                          f"(predicted {r['predicted']} {r['scores'][r['predicted']]:.2f}) -> {r['file']}",
+                          highlight=False)
+    console.print(f"{sum(r['face'] >= 0 for r in rows)} overlays in {out} (index: {out / 'explanations.json'})")
+
+
+def explain_dataset_cmd(
+    data: Path = typer.Option(..., "--data", "-d", help="FER-2013 CSV(.gz) or an image folder."),
+    model: str = typer.Option("default", "--model", "-m", help="Shipped name, run directory or .safetensors."),
+    split: str = typer.Option("PrivateTest", help="Split to explain (PrivateTest, PublicTest, test, all...)."),
+    per_class: int = typer.Option(50, "--per-class", help="Faces per true class in the averages."),
+    method: str = typer.Option("saliency,gradcam", "--method", help="Maps to average (comma list or 'all')."),
+    examples: int = typer.Option(3, help="Correct and wrong example faces per class."),
+    out: Path = typer.Option(Path("out/explain-dataset"), "--out", "-o"),
+    seed: int = typer.Option(0, help="Seed for picking the faces."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip malformed rows / unreadable images."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for torch."),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
+) -> None:
+    """Per-class average maps in one figure grid, plus correct and wrong examples per class."""
+    from ..data.loader import eval_split, load_dataset
+    from ..explain.dataset import explain_dataset
+    from ..models.hub import load_model
+
+    methods = _methods(method)
+    _threads(threads)
+    loaded = load_model(model)
+    ds = load_dataset(data, size=loaded.preprocess.size, label_set=loaded.card.get("label_set", "fer7"),
+                      skip_bad=skip_bad)
+    part = eval_split(ds, split)
+    ds_labels = list(part.label_set.labels)
+    if ds_labels != loaded.labels:
+        fail(f"{data}: labels {ds_labels} do not match the model's {loaded.labels}")
+    summary = explain_dataset(loaded, part.images, part.labels, out, per_class=per_class, methods=methods,
+                              examples=examples, seed=seed,
+                              title=f"{loaded.name} on {os.path.basename(str(data))} {split}: mean maps "
+                                    f"(target = true class)")
+    if json_out:
+        print_json(summary)
+    for lab, info in summary["classes"].items():
+        acc = f"{info['accuracy']:.2f}" if info["accuracy"] is not None else "-"
+        console.print(f"{lab:>10}: n={info['n']:3d}  accuracy {acc}", highlight=False)
+    console.print(f"wrote {out / 'average_maps.png'}, {out / 'examples.png'}, {out / 'summary.json'}")

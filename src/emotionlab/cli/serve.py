@@ -1,0 +1,49 @@
+"""``emotionlab serve``: the web API, the live webcam page and the OpenAPI docs on one port."""
+from __future__ import annotations
+
+import os
+
+import typer
+
+from .common import console, fail
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 exposes it to the network)."),
+    port: int = typer.Option(8000, help="TCP port."),
+    model: str = typer.Option("default", "--model", "-m", help="Face model: shipped name, run dir or .safetensors."),
+    text_model: str = typer.Option("default", "--text-model", help="Default text model for /v1/text and fusion."),
+    detector: str = typer.Option("auto", help="Face detector (see `emotionlab predict --help`)."),
+    backend: str = typer.Option("auto", help="Inference backend: auto | torch | onnx."),
+    workers: int = typer.Option(2, help="Inference threads (one face model each)."),
+    threads: int = typer.Option(0, help="torch intra-op threads; 0 = CPU cores / workers."),
+    max_body_mb: float = typer.Option(10.0, "--max-body-mb", help="Largest request body / stream frame in MB."),
+    max_pixels: int = typer.Option(40_000_000, help="Largest image (width x height) accepted."),
+    timeout: float = typer.Option(30.0, help="Seconds one inference may take before a 504."),
+    face_weight: float = typer.Option(0.5, help="Fusion weight of the face in /v1/analyze."),
+    text_weight: float = typer.Option(0.5, help="Fusion weight of the text in /v1/analyze."),
+    preload: bool = typer.Option(True, "--preload/--lazy", help="Load the models at start (fail fast)."),
+    log_level: str = typer.Option("info", help="uvicorn log level."),
+) -> None:
+    """Serve the REST API (/v1/faces, /v1/text, /v1/analyze, WS /v1/stream), the demo page (/) and docs (/docs)."""
+    import uvicorn
+
+    from ..serve.app import ServeSettings, create_app
+
+    if port < 0 or port > 65535:
+        fail(f"--port {port} is not a TCP port (0..65535)")
+    threads = threads or max(1, (os.cpu_count() or 1) // max(1, workers))
+    try:
+        settings = ServeSettings(face_model=model, text_model=text_model, detector=detector, backend=backend,
+                                 workers=workers, torch_threads=threads, max_body=int(max_body_mb * 1024 * 1024),
+                                 max_pixels=max_pixels, timeout_s=timeout, face_weight=face_weight,
+                                 text_weight=text_weight, preload=preload)
+    except ValueError as e:
+        fail(str(e))
+    app = create_app(settings=settings)
+    console.print(f"emotionlab serving on http://{host}:{port}/  (docs at /docs, {workers} workers x {threads} threads)")
+    uvicorn.run(app, host=host, port=port, log_level=log_level, ws_max_size=settings.max_body + 1024)

@@ -1,0 +1,122 @@
+"""Face detector registry: BlazeFace short / full range (default, offline, Apache-2.0) and OpenCV Haar (fallback).
+
+Every detector takes an 8-bit BGR image and returns :class:`Detection` s in original-image pixels. ``auto`` runs
+the fast short-range model and adds the full-range model only when the image may hold small faces (none found,
+or the smallest found face is small relative to the image), because short-range misses faces under ~10 % of
+the frame while full-range costs about 3x more (numbers in docs/results_pipeline.md).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import cv2
+import numpy as np
+
+
+@dataclass
+class Detection:
+    box: tuple[float, float, float, float]  # x, y, w, h in pixels
+    score: float | None = None
+    landmarks: list[tuple[float, float]] | None = None  # BlazeFace: right eye, left eye, nose, mouth, ears
+
+
+class Detector:
+    name = "base"
+
+    def detect(self, image_bgr: np.ndarray) -> list[Detection]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class BlazeFaceDetector(Detector):
+    def __init__(self, variant: str = "short", min_score: float | None = None, backend: str = "auto",
+                 threads: int | None = None):
+        from .blazeface import BlazeFace
+
+        self.name = f"blazeface_{variant}"
+        self.model = BlazeFace(self.name, min_score=min_score, backend=backend, threads=threads)
+
+    def detect(self, image_bgr: np.ndarray) -> list[Detection]:
+        return [Detection(tuple(float(v) for v in box), score, [(float(x), float(y)) for x, y in kp])
+                for box, score, kp in self.model.detect(image_bgr)]
+
+
+class HaarDetector(Detector):
+    """OpenCV's frontal-face Haar cascade; slower and less accurate, kept as a dependency-free fallback."""
+
+    name = "haar"
+
+    def __init__(self, max_side: int = 640, min_neighbors: int = 5, **_):
+        path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
+        self.cascade = cv2.CascadeClassifier(path)
+        if self.cascade.empty():
+            raise FileNotFoundError(f"{path}: OpenCV Haar cascade could not be loaded")
+        self.max_side = max_side
+        self.min_neighbors = min_neighbors
+
+    def detect(self, image_bgr: np.ndarray) -> list[Detection]:
+        gray = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY) if image_bgr.ndim == 3 else image_bgr
+        h, w = gray.shape
+        scale = min(1.0, self.max_side / max(h, w))  # huge images: detect on a downscaled copy
+        if scale < 1:
+            gray = cv2.resize(gray, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+        gray = cv2.equalizeHist(gray)
+        faces = self.cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=self.min_neighbors,
+                                              minSize=(24, 24))
+        return [Detection((x / scale, y / scale, bw / scale, bh / scale), None, None) for x, y, bw, bh in faces]
+
+
+def _iou(a, b) -> float:
+    ax1, ay1, bx1, by1 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
+    iw = max(0.0, min(ax1, bx1) - max(a[0], b[0]))
+    ih = max(0.0, min(ay1, by1) - max(a[1], b[1]))
+    inter = iw * ih
+    return inter / max(a[2] * a[3] + b[2] * b[3] - inter, 1e-9)
+
+
+def merge_detections(dets: list[Detection], iou_thr: float = 0.3) -> list[Detection]:
+    """Greedy NMS across detectors: keep the higher-scoring box of any overlapping pair."""
+    kept: list[Detection] = []
+    for d in sorted(dets, key=lambda d: -(d.score or 0.0)):
+        if all(_iou(d.box, k.box) <= iou_thr for k in kept):
+            kept.append(d)
+    return kept
+
+
+class AutoDetector(Detector):
+    """Short-range BlazeFace, plus full-range when faces may be small (see the module docstring)."""
+
+    name = "auto"
+
+    def __init__(self, small_face: float = 0.15, **kw):
+        self.short = BlazeFaceDetector("short", **kw)
+        self.full = BlazeFaceDetector("full", **kw)
+        self.small_face = small_face
+
+    def detect(self, image_bgr: np.ndarray) -> list[Detection]:
+        dets = self.short.detect(image_bgr)
+        side = max(image_bgr.shape[:2])
+        if not dets or min(max(d.box[2], d.box[3]) for d in dets) < self.small_face * side:
+            dets = merge_detections(dets + self.full.detect(image_bgr))
+        return sorted(dets, key=lambda d: (d.box[0], d.box[1]))
+
+
+DETECTORS: dict[str, Callable[..., Detector]] = {
+    "auto": AutoDetector,
+    "blazeface_short": lambda **kw: BlazeFaceDetector("short", **kw),
+    "blazeface_full": lambda **kw: BlazeFaceDetector("full", **kw),
+    "haar": HaarDetector,
+}
+
+
+def list_detectors() -> list[str]:
+    return list(DETECTORS)
+
+
+def create_detector(name: str = "auto", **kw) -> Detector:
+    """Build a detector by name; unknown names list the available ones."""
+    if name not in DETECTORS:
+        raise ValueError(f"unknown detector {name!r}; available: {', '.join(DETECTORS)}")
+    if name == "haar":
+        return HaarDetector(**{k: v for k, v in kw.items() if k in ("max_side", "min_neighbors")})
+    return DETECTORS[name](**kw)

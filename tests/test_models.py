@@ -1,0 +1,71 @@
+"""Model registry and zoo: names, shapes, parameter budgets from the issue, FLOP counting."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from emotionlab.models import count_mflops, count_params, create_model, list_models, register_model
+
+
+def test_registry_lists_required_models():
+    names = list_models()
+    for required in ("seed_cnn", "mini_xception", "alexnet_small", "simple_cnn", "vgg16_bn", "resnet50",
+                     "emonet_m", "emonet_s", "emonet_t"):
+        assert required in names
+    assert list_models("*xception*") == ["mini_xception"]
+    assert list_models("nothing*") == []
+
+
+def test_unknown_model_error_names_known_ones():
+    with pytest.raises(KeyError, match="unknown model 'resnet5'.*resnet50"):
+        create_model("resnet5")
+
+
+def test_duplicate_registration_is_refused():
+    with pytest.raises(ValueError, match="registered twice"):
+        @register_model
+        def mini_xception(**kw):  # noqa: F811
+            return None
+
+
+@pytest.mark.parametrize("name,lo,hi", [
+    ("seed_cnn", 3.5e6, 5.5e6),        # "about 4.5M"
+    ("mini_xception", 45e3, 75e3),      # "about 60k"
+    ("alexnet_small", 4e6, 6e6),        # "about 5M"
+])
+def test_parameter_budgets(name, lo, hi):
+    assert lo <= count_params(create_model(name)) <= hi
+
+
+@pytest.mark.parametrize("size,expected", [(20, 226e3), (50, 1.27e6), (100, 4.8e6)])
+def test_simple_cnn_sizes(size, expected):
+    n = count_params(create_model("simple_cnn", in_size=size))
+    assert abs(n - expected) / expected < 0.02
+
+
+@pytest.mark.parametrize("name", ["seed_cnn", "mini_xception", "alexnet_small", "vgg16_bn", "emonet_s", "emonet_t"])
+def test_forward_shapes_and_backward(name):
+    m = create_model(name, num_classes=8)
+    x = torch.randn(2, 1, 48, 48)
+    y = m(x)
+    assert y.shape == (2, 8)
+    y.sum().backward()
+    assert all(p.grad is not None for p in m.parameters() if p.requires_grad)
+
+
+def test_resnet50_small_input_forward():
+    m = create_model("resnet50").eval()
+    with torch.no_grad():
+        assert m(torch.zeros(1, 1, 48, 48)).shape == (1, 7)
+
+
+def test_mflops_scale_with_input_size():
+    small = count_mflops(create_model("simple_cnn", in_size=20), 20)
+    big = count_mflops(create_model("simple_cnn", in_size=100), 100)
+    assert big > 20 * small  # 25x the pixels
+
+
+def test_create_model_records_metadata():
+    m = create_model("emonet_t", num_classes=5, in_size=40)
+    assert (m.arch, m.num_classes, m.in_size, m.in_chans) == ("emonet_t", 5, 40, 1)
+    assert m(torch.randn(2, 1, 40, 40)).shape == (2, 5)

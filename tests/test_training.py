@@ -1,0 +1,163 @@
+"""Training engine: augmentation, checkpoints / resume, schedules, evaluation and the CLI, on tiny data."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from emotionlab.cli import app
+from emotionlab.training.augment import AugmentConfig, augment_batch, mix_batch, occlusion
+from emotionlab.training.config import TrainConfig
+from emotionlab.training.engine import build_scheduler, fit, param_groups, soft_cross_entropy, tta_views
+
+runner = CliRunner()
+
+
+def tiny_cfg(data, **kw) -> TrainConfig:
+    base = dict(model="mini_xception", data=str(data), epochs=2, batch_size=8, lr=0.05, schedule="cosine",
+                warmup_epochs=0.5, threads=1)
+    base.update(kw)
+    return TrainConfig.from_dict(base)
+
+
+def test_augment_keeps_shape_and_changes_pixels():
+    x = torch.randn(8, 1, 48, 48)
+    g = torch.Generator().manual_seed(0)
+    y = augment_batch(x, AugmentConfig(noise=0.1, erase=1.0), g)
+    assert y.shape == x.shape and torch.isfinite(y).all()
+    assert not torch.allclose(x, y)
+
+
+def test_flip_only_is_exact_mirror():
+    x = torch.randn(16, 1, 8, 8)
+    cfg = AugmentConfig(flip=1.0, rotate=0.0, scale=(1.0, 1.0), translate=0.0)
+    y = augment_batch(x, cfg, torch.Generator().manual_seed(0))
+    assert torch.allclose(y, x.flip(-1), atol=1e-5)
+
+
+def test_occlusion_hides_exactly_one_band():
+    x = torch.ones(32, 1, 48, 48)
+    y = occlusion(x, 1.0, 0.0, torch.Generator().manual_seed(1))
+    for img in y[:, 0]:
+        zero_rows = (img == 0).all(1).nonzero().flatten().tolist()
+        assert zero_rows in (list(range(0, 12)), list(range(12, 24)), list(range(24, 48)))
+
+
+def test_mixup_targets_stay_distributions():
+    x = torch.randn(8, 1, 16, 16)
+    t = torch.eye(7)[torch.arange(8) % 7]
+    _, y = mix_batch(x, t, AugmentConfig(mixup=0.4, cutmix=0.5), torch.Generator().manual_seed(0))
+    assert torch.allclose(y.sum(1), torch.ones(8))
+
+
+def test_soft_cross_entropy_equals_hard_ce_for_one_hot():
+    logits = torch.randn(5, 7)
+    y = torch.tensor([0, 3, 6, 2, 1])
+    ce = torch.nn.functional.cross_entropy(logits, y)
+    assert torch.allclose(soft_cross_entropy(logits, torch.eye(7)[y]), ce, atol=1e-6)
+
+
+def test_per_layer_l2_groups():
+    from emotionlab.models import create_model
+
+    groups = param_groups(create_model("seed_cnn"), 1e-4)
+    decays = sorted({g["weight_decay"] for g in groups})
+    assert decays == [0.0, 1e-4, 1e-3]
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "onecycle", "step", "plateau", "none"])
+def test_schedules_build(schedule):
+    m = torch.nn.Linear(2, 2)
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    cfg = TrainConfig(epochs=4, schedule=schedule)
+    sched, unit = build_scheduler(opt, cfg, 10)
+    assert unit in ("step", "epoch", "plateau", "none")
+
+
+def test_tta_view_counts():
+    x = torch.randn(2, 1, 48, 48)
+    assert len(tta_views(x, "none")) == 1 and len(tta_views(x, "flip")) == 2 and len(tta_views(x, "ten")) == 10
+
+
+def test_fit_writes_artifacts_and_learns(tiny_fer_csv, tmp_path):
+    out = tmp_path / "run"
+    res = fit(tiny_cfg(tiny_fer_csv, epochs=3), out)
+    for f in ("best.safetensors", "best.json", "last.safetensors", "last.json", "history.csv", "curves.png",
+              "config.json"):
+        assert (out / f).exists(), f
+    card = json.loads((out / "best.json").read_text())
+    assert card["arch"] == "mini_xception" and card["labels"][0] == "angry"
+    assert card["preprocess"]["size"] == 48 and "command" in card["training"]
+    assert res["epochs_run"] == 3
+
+
+def test_resume_continues_from_last_epoch(tiny_fer_csv, tmp_path):
+    out = tmp_path / "run"
+    fit(tiny_cfg(tiny_fer_csv, epochs=1), out)
+    state1 = json.loads((out / "last.json").read_text())
+    assert state1["epoch"] == 0
+    res = fit(tiny_cfg(tiny_fer_csv, epochs=2), out, resume=True)
+    state2 = json.loads((out / "last.json").read_text())
+    assert state2["epoch"] == 1 and len(state2["history"]) == 2 and res["epochs_run"] == 2
+
+
+def test_resume_restores_weights_exactly(tiny_fer_csv, tmp_path):
+    from safetensors.torch import load_file
+
+    from emotionlab.models import create_model
+    from emotionlab.training.checkpoint import load_checkpoint
+    from emotionlab.training.engine import build_optimizer
+
+    out = tmp_path / "run"
+    cfg = tiny_cfg(tiny_fer_csv, epochs=1, optimizer="adam", lr=1e-3)
+    fit(cfg, out)
+    m = create_model("mini_xception")
+    opt = build_optimizer(m, cfg)
+    sched, _ = build_scheduler(opt, cfg, 2)
+    load_checkpoint(out, m, opt, sched)
+    saved = load_file(str(out / "last.safetensors"))
+    for k, v in m.state_dict().items():
+        assert torch.equal(v, saved[f"model.{k}"])
+    assert len(opt.state) > 0  # Adam moments came back
+
+
+def test_train_cli_and_evaluate_cli(tiny_fer_csv, tmp_path):
+    out = tmp_path / "run"
+    r = runner.invoke(app, ["train", "--model", "mini_xception", "--data", str(tiny_fer_csv), "--epochs", "1",
+                            "--batch-size", "8", "--out", str(out), "--threads", "1"])
+    assert r.exit_code == 0, r.output
+    js = tmp_path / "m.json"
+    r = runner.invoke(app, ["evaluate", "--model", str(out), "--data", str(tiny_fer_csv), "--split", "PrivateTest",
+                            "--json", str(js), "--out", str(tmp_path / "ev")])
+    assert r.exit_code == 0, r.output
+    m = json.loads(js.read_text())
+    for key in ("accuracy", "macro_f1", "weighted_f1", "per_class", "confusion_matrix", "labels", "n", "model", "data"):
+        assert key in m
+    assert m["n"] == 23  # rows i % 3 == 2 of 70
+    assert np.asarray(m["confusion_matrix"]).sum() == 23
+    assert (tmp_path / "ev" / "confusion.png").exists()
+
+
+def test_train_cli_rejects_odd_batch(tiny_fer_csv, tmp_path):
+    r = runner.invoke(app, ["train", "--data", str(tiny_fer_csv), "--batch-size", "7", "--out", str(tmp_path)])
+    assert r.exit_code != 0
+
+
+def test_config_rejects_unknown_keys(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("model: emonet_t\nlearning_rate: 0.1\n")
+    with pytest.raises(ValueError, match="learning_rate"):
+        TrainConfig.from_yaml(p)
+
+
+def test_cv_reports_mean_and_std(tiny_fer_csv, tmp_path):
+    from emotionlab.training.studies import cross_validate
+
+    res = cross_validate("mini_xception", tiny_fer_csv, folds=2, epochs=1, out=tmp_path / "cv",
+                         batch_size=4)
+    s = res["summary"]
+    assert len(res["folds"]) == 2 and set(s["accuracy"]) == {"mean", "std"}
+    assert "angry" in s["per_class"]
