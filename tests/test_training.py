@@ -161,3 +161,18 @@ def test_cv_reports_mean_and_std(tiny_fer_csv, tmp_path):
     s = res["summary"]
     assert len(res["folds"]) == 2 and set(s["accuracy"]) == {"mean", "std"}
     assert "angry" in s["per_class"]
+
+
+def test_packed_dataset_roundtrip_and_training_split(tiny_fer_csv, tmp_path):
+    from emotionlab.data.fer2013 import load_fer2013
+    from emotionlab.data.loader import load_dataset, pack_dataset, train_val_test
+
+    ds = load_fer2013(tiny_fer_csv)
+    ds.soft = np.eye(7, dtype=np.float32)[ds.labels]
+    keep = np.flatnonzero(ds.usage != "PrivateTest")
+    p = pack_dataset(ds.subset(keep), tmp_path / "p.npz")
+    back = load_dataset(p)
+    assert np.array_equal(back.images, ds.images[keep]) and np.array_equal(back.labels, ds.labels[keep])
+    assert back.soft is not None and "PrivateTest" not in set(back.usage.tolist())
+    tr, va, te = train_val_test(back)
+    assert te is None and len(tr) + len(va) == len(keep)

@@ -38,7 +38,7 @@ MODELS = {
         "input_size": 192,
         "anchors": {"num_layers": 1, "strides": [4], "anchor_offset": 0.5,
                     "interpolated_scale_aspect_ratio": 0.0},
-        "min_score": 0.6, "nms_iou": 0.3, "score_clip": 100.0,
+        "min_score": 0.5, "nms_iou": 0.3, "score_clip": 100.0,
     },
 }
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import fer_common  # noqa: E402
+import fer_common
 
 
 def main(argv: list[str] | None = None) -> None:

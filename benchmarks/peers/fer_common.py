@@ -39,7 +39,6 @@ def make_fer(threads: int = 1, use_tflite: bool = True, offsets: tuple[int, int]
 
     import pkg_resources
     import tensorflow as tf
-
     from fer.fer import FER
 
     logging.getLogger("fer").setLevel(logging.WARNING)
@@ -96,15 +95,14 @@ def time_frames(det, frames: np.ndarray, repeat: int = 3, warmup: int = 2) -> di
     return {"ms_per_frame": mean, "fps": 1000.0 / mean if len(t) else float("nan"),
             "p50_ms": float(np.percentile(t, 50)) if len(t) else None,
             "p90_ms": float(np.percentile(t, 90)) if len(t) else None,
-            "frames": int(len(frames)), "repeat": int(repeat),
+            "frames": len(frames), "repeat": int(repeat),
             "faces_found_per_frame": float(np.mean(found)) if found else 0.0}
 
 
 def versions() -> dict:
     import cv2
-    import tensorflow as tf
-
     import fer
+    import tensorflow as tf
 
     return {"fer": fer.__version__, "tensorflow": tf.__version__, "opencv": cv2.__version__,
             "numpy": np.__version__, "python": sys.version.split()[0]}

@@ -27,9 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import numpy as np  # noqa: E402
-
-import fer_common  # noqa: E402
+import fer_common
+import numpy as np
 
 
 def classify_crops(det, crops: np.ndarray) -> dict:
@@ -87,7 +86,7 @@ def classify_crops(det, crops: np.ndarray) -> dict:
         "batch_size": bs,
         "batch_ms_per_face": 1000.0 * batch_s / max(1, len(inputs)),
         "batch_max_abs_diff": float(np.abs(batch_probs - probs).max()) if len(probs) else 0.0,
-        "n": int(len(crops)),
+        "n": len(crops),
     }
 
 

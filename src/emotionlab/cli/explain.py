@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -25,7 +24,7 @@ def _methods(method: str) -> list[str]:
     return names
 
 
-def _threads(threads: Optional[int]) -> None:
+def _threads(threads: int | None) -> None:
     if threads:
         import torch
 
@@ -33,14 +32,14 @@ def _threads(threads: Optional[int]) -> None:
 
 
 def explain_cmd(
-    images: List[Path] = typer.Argument(..., help="Face crops (<= 100 px, used as they are) or photos (detected)."),
+    images: list[Path] = typer.Argument(..., help="Face crops (<= 100 px, used as they are) or photos (detected)."),
     model: str = typer.Option("default", "--model", "-m", help="Shipped name, run directory or .safetensors."),
     method: str = typer.Option("gradcam", "--method", help="saliency | guided-backprop | gradcam (comma list or 'all')."),
-    target: Optional[str] = typer.Option(None, "--target", help="Class to explain (default: the predicted one)."),
+    target: str | None = typer.Option(None, "--target", help="Class to explain (default: the predicted one)."),
     out: Path = typer.Option(Path("out/explain"), "--out", "-o", help="Directory for the overlay PNGs."),
     detector: str = typer.Option("auto", help="Face detector for photos (see `emotionlab predict`)."),
     size: int = typer.Option(192, help="Side of the written overlays in pixels."),
-    threads: Optional[int] = typer.Option(None, help="CPU threads for torch."),
+    threads: int | None = typer.Option(None, help="CPU threads for torch."),
     json_out: bool = typer.Option(False, "--json", help="Print the results as JSON on stdout."),
 ) -> None:
     """Heat-map overlay PNGs on the face crop for the predicted (or --target) class."""
@@ -85,7 +84,7 @@ def explain_dataset_cmd(
     out: Path = typer.Option(Path("out/explain-dataset"), "--out", "-o"),
     seed: int = typer.Option(0, help="Seed for picking the faces."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip malformed rows / unreadable images."),
-    threads: Optional[int] = typer.Option(None, help="CPU threads for torch."),
+    threads: int | None = typer.Option(None, help="CPU threads for torch."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
 ) -> None:
     """Per-class average maps in one figure grid, plus correct and wrong examples per class."""
@@ -104,8 +103,7 @@ def explain_dataset_cmd(
         fail(f"{data}: labels {ds_labels} do not match the model's {loaded.labels}")
     summary = explain_dataset(loaded, part.images, part.labels, out, per_class=per_class, methods=methods,
                               examples=examples, seed=seed,
-                              title=f"{loaded.name} on {os.path.basename(str(data))} {split}: mean maps "
-                                    f"(target = true class)")
+                              title=f"{loaded.name} on {os.path.basename(str(data))} {split}")
     if json_out:
         print_json(summary)
     for lab, info in summary["classes"].items():

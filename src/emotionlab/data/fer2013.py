@@ -136,9 +136,12 @@ def parse_fer_csv(path: str | os.PathLike, skip_bad: bool = False, num_classes: 
                 except ValueError:
                     err = f"emotion is {lab!r}, expected an integer 0..{num_classes - 1}"
                 if err is None:
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")
-                        px = np.fromstring(rec[ip], dtype=np.int32, sep=" ")
+                    try:  # NumPy >= 2.3 raises on a non-numeric token instead of stopping early
+                        with warnings.catch_warnings():
+                            warnings.simplefilter("ignore")
+                            px = np.fromstring(rec[ip], dtype=np.int32, sep=" ")
+                    except ValueError:
+                        px = np.zeros(0, np.int32)
                     if px.size != N_PIXELS or px.min(initial=0) < 0 or px.max(initial=0) > 255:
                         err = "pixels " + _explain_pixels(rec[ip])
                     elif len(rec[ip].split()) != N_PIXELS:
@@ -182,16 +185,17 @@ def load_fer2013(path: str | os.PathLike, skip_bad: bool = False, use_cache: boo
     if cpath.exists():
         try:
             z = np.load(cpath, allow_pickle=False)
+            bad = z["bad_examples"].astype(str).tolist() if "bad_examples" in z.files else []
             return FaceDataset(
                 images=z["images"], labels=z["labels"], usage=z["usage"].astype(str), rows=z["rows"],
-                source=str(path), skipped=int(z["skipped"]),
+                source=str(path), skipped=int(z["skipped"]), extra={"bad_examples": bad},
             )
         except Exception:  # a truncated cache file is rebuilt, never trusted
             cpath.unlink(missing_ok=True)
     ds = parse_fer_csv(path, skip_bad=skip_bad)
     tmp = cpath.with_suffix(".tmp.npz")
     np.savez(tmp, images=ds.images, labels=ds.labels, usage=ds.usage.astype("U16"), rows=ds.rows,
-             skipped=np.int64(ds.skipped))
+             skipped=np.int64(ds.skipped), bad_examples=np.asarray(ds.extra.get("bad_examples", []), dtype=str))
     os.replace(tmp, cpath)
     return ds
 

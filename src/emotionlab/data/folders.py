@@ -77,6 +77,10 @@ def scan_folder(root: str | os.PathLike, label_set: LabelSet | str = FER7, ignor
     groups = [(SPLIT_NAMES[d.name.lower()], d) for d in split_dirs] if split_dirs else [("", root)]
     items: list[tuple[Path, int, str]] = []
     unknown: set[str] = set()
+    if split_dirs:  # with a split level, other folders and images at the root would be silently lost
+        unknown.update(d.name for d in subdirs if d not in split_dirs)
+    for _, base in groups:
+        unknown.update(str(p.relative_to(root)) for p in list_images(base, recursive=False))
     for split, base in groups:
         for cdir in sorted(d for d in base.iterdir() if d.is_dir()):
             name = canonical_name(cdir.name)
@@ -86,7 +90,9 @@ def scan_folder(root: str | os.PathLike, label_set: LabelSet | str = FER7, ignor
             for p in list_images(cdir):
                 items.append((p, ls.labels.index(name), split))
     if unknown and not ignore_unknown:
-        raise DataError(root, f"class folders not in label set {ls.name} {list(ls.labels)}: {sorted(unknown)} "
+        shown = sorted(unknown)
+        raise DataError(root, f"class folders not in label set {ls.name} {list(ls.labels)} (or images outside "
+                              f"any class folder): {shown[:10]}{' ...' if len(shown) > 10 else ''} "
                               "(rename them, pick another --labels set, or pass --ignore-unknown)")
     if not items:
         raise DataError(root, "no images found (extensions: " + ", ".join(sorted(IMAGE_EXTS)) + ")")

@@ -24,12 +24,41 @@ def load_dataset(path: str | os.PathLike, size: int = 48, label_set: LabelSet | 
             path = fer[0]
         else:
             return load_folder(path, label_set, size, ignore_unknown=ignore_unknown, skip_bad=skip_bad)
-    ds = load_fer2013(path, skip_bad=skip_bad)
+    ds = load_packed(path) if path.suffix == ".npz" else load_fer2013(path, skip_bad=skip_bad)
     if size != ds.images.shape[1]:
         from .preprocess import resize
 
         ds.images = np.stack([resize(im, size) for im in ds.images])
     return ds
+
+
+def pack_dataset(ds: FaceDataset, dst: str | os.PathLike) -> Path:
+    """Write ``ds`` losslessly and compactly (horizontal differences + LZMA), e.g. for a GPU machine."""
+    import lzma
+
+    diff = np.diff(ds.images.astype(np.int16), axis=2, prepend=0).astype(np.uint8)
+    packed = np.frombuffer(lzma.compress(diff.tobytes(), preset=6), dtype=np.uint8)
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    extra = {"soft": ds.soft} if ds.soft is not None else {}
+    rows = ds.rows if ds.rows is not None else np.arange(len(ds))
+    np.savez(dst, pixels_lzma_sub=packed, shape=np.array(ds.images.shape), labels=ds.labels,
+             usage=ds.usage.astype("U16"), rows=rows, **extra)
+    return dst
+
+
+def load_packed(path: Path) -> FaceDataset:
+    """A dataset packed by ``tools/pack_fer_for_device.py`` (lossless, LZMA; FER+ soft targets included)."""
+    import lzma
+
+    z = np.load(path, allow_pickle=False)
+    if "pixels_lzma_sub" not in z:
+        raise DataError(path, "not a packed emotionlab dataset (expected key pixels_lzma_sub)")
+    shape = tuple(int(v) for v in z["shape"])
+    diff = np.frombuffer(lzma.decompress(z["pixels_lzma_sub"].tobytes()), dtype=np.uint8).reshape(shape)
+    images = np.cumsum(diff, axis=2, dtype=np.uint8)  # undo the horizontal difference (mod 256)
+    return FaceDataset(images=images, labels=z["labels"], usage=z["usage"].astype(str), rows=z["rows"],
+                       soft=z["soft"] if "soft" in z else None, source=str(path))
 
 
 def train_val_test(ds: FaceDataset, seed: int = 0, val_frac: float = 0.1, test_frac: float = 0.1

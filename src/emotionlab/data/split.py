@@ -7,16 +7,30 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 
 def stratified_split(labels: np.ndarray, val_frac: float = 0.1, test_frac: float = 0.1, seed: int = 0
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    idx = np.arange(len(labels))
+    """Sorted train / val / test indices; sizes are round(frac * N) of the whole set.
+
+    Sizes are passed to scikit-learn as integers: a float ratio like 0.1 / 0.9 of 63 rows is
+    7.000000000000001, which scikit-learn rounds up to 8. Stratified when every present class has two rows.
+    """
     labels = np.asarray(labels)
-    strat = labels if np.bincount(labels).min(initial=0) >= 2 or len(np.unique(labels)) == 1 else None
-    if test_frac > 0:
-        rest, test = train_test_split(idx, test_size=test_frac, stratify=strat, random_state=seed)
+    idx = np.arange(len(labels))
+    present = np.bincount(labels)[np.bincount(labels) > 0] if len(labels) else np.zeros(0, int)
+    strat = labels if len(present) == 1 or (len(present) and present.min() >= 2) else None
+    n_test = int(round(test_frac * len(labels)))
+    n_val = int(round(val_frac * len(labels)))
+    for name, n in (("test", n_test), ("validation", n_val)):
+        if strat is not None and 0 < n < len(present):
+            raise ValueError(f"a stratified {name} part of {n} rows cannot hold all {len(present)} classes; "
+                             f"use a larger fraction (or more data)")
+    if n_test > 0:
+        rest, test = train_test_split(idx, test_size=n_test, stratify=strat, random_state=seed)
     else:
         rest, test = idx, idx[:0]
-    if val_frac > 0:
+    if n_val > 0:
         sub = labels[rest] if strat is not None else None
-        train, val = train_test_split(rest, test_size=val_frac / (1 - test_frac), stratify=sub, random_state=seed)
+        if sub is not None and np.bincount(sub)[np.bincount(sub) > 0].min() < 2:
+            sub = None
+        train, val = train_test_split(rest, test_size=n_val, stratify=sub, random_state=seed)
     else:
         train, val = rest, rest[:0]
     return np.sort(train), np.sort(val), np.sort(test)

@@ -6,8 +6,19 @@ accuracy with parts of the face hidden (seed 004).
 """
 from __future__ import annotations
 
-from .maps import (METHODS, GuidedReLU, default_head, explain, find_gradcam_layer, gradcam, guided_backprop,
-                   guided_relus, normalize_map, overlay, saliency)
+from .maps import (
+                   METHODS,
+                   GuidedReLU,
+                   default_head,
+                   explain,
+                   find_gradcam_layer,
+                   gradcam,
+                   guided_backprop,
+                   guided_relus,
+                   normalize_map,
+                   overlay,
+                   saliency,
+)
 
 __all__ = ["METHODS", "GuidedReLU", "default_head", "explain", "find_gradcam_layer", "gradcam", "guided_backprop",
            "guided_relus", "normalize_map", "overlay", "saliency"]

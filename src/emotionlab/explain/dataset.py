@@ -7,8 +7,8 @@ in general, independent of single images; the examples then show where individua
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -80,7 +80,7 @@ def explain_dataset(loaded, images_u8: np.ndarray, labels: np.ndarray, out_dir: 
     mean_face = np.zeros((len(names), size, size), np.float32)
     mean_maps = {m: np.zeros((len(names), size, size), np.float32) for m in methods}
     summary: dict = {"model": loaded.name, "methods": list(methods), "per_class": per_class, "seed": seed,
-                     "n": int(len(order)), "classes": {}}
+                     "n": len(order), "classes": {}}
     ex_rows: dict[int, list[tuple[np.ndarray, np.ndarray, str, bool]]] = {}
     for c, lab in enumerate(names):
         sel = np.flatnonzero(ys == c)
@@ -98,7 +98,7 @@ def explain_dataset(loaded, images_u8: np.ndarray, labels: np.ndarray, out_dir: 
                 ok = bool(preds[j] == c)
                 row.append((imgs[j], pm[k], f"{'ok' if ok else 'pred ' + names[preds[j]]} {probs[j].max():.2f}", ok))
         ex_rows[c] = row
-        summary["classes"][lab] = {"n": int(len(sel)), "accuracy": float((preds[sel] == c).mean()) if len(sel) else None,
+        summary["classes"][lab] = {"n": len(sel), "accuracy": float((preds[sel] == c).mean()) if len(sel) else None,
                                    "examples_correct": [int(order[j]) for j in correct[:examples]],
                                    "examples_wrong": [{"index": int(order[j]), "predicted": names[preds[j]]}
                                                       for j in wrong[:examples]]}
@@ -126,13 +126,13 @@ def _plot_average(names, mean_face, mean_maps, summary, path: Path, title: str) 
         axes[c, 0].imshow(mean_face[c], cmap="gray", vmin=0, vmax=255)
         axes[c, 0].set_ylabel(f"{lab}\nn={info['n']} acc={acc}", fontsize=8)
         for k, (m, arr) in enumerate(mean_maps.items(), start=1):
-            axes[c, k].imshow(overlay(mean_face[c].astype(np.uint8), arr)[:, :, ::-1])
+            axes[c, k].imshow(overlay(mean_face[c].astype(np.uint8), arr[c])[:, :, ::-1])
         for k in range(cols):
             axes[c, k].set_xticks([])
             axes[c, k].set_yticks([])
             if c == 0:
                 axes[c, k].set_title("mean face" if k == 0 else COLUMN_TITLES.get(list(mean_maps)[k - 1]), fontsize=9)
-    fig.suptitle(title or "per-class average maps (target = true class)", fontsize=10)
+    fig.suptitle(f"{title + ': ' if title else ''}per-class mean maps (target = true class)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -165,8 +165,8 @@ def _plot_examples(names, ex_rows, examples: int, method: str, path: Path, title
                 ax.set_title(cap, fontsize=7, color="green" if ok else "red")
             if k == 0:
                 ax.set_ylabel(lab, fontsize=8)
-    fig.suptitle(title or f"{examples} correct (left) and wrong (right) faces per class; {method} of the "
-                 "predicted class", fontsize=9)
+    fig.suptitle(f"{title + ': ' if title else ''}{examples} correct (left) and wrong (right) faces per class; "
+                 f"{method} of the predicted class", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 import numpy as np
@@ -83,21 +83,24 @@ def make_recognizer(model: str, detector: str = "auto", device: str = "cpu"):
         from ..inference import FaceEmotionRecognizer
     except ImportError as e:
         raise ValueError(f"face detection is not available ({e}); pass face crops (<= 100 px) instead") from None
-    return FaceEmotionRecognizer(model=model, detector=detector, device=device)
+    # PyTorch backend: the maps need the torch model anyway, and an ONNX export would only cost time here.
+    return FaceEmotionRecognizer(model=model, detector=detector, device=device, backend="torch")
 
 
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
-def render(crop_u8: np.ndarray, heatmap: np.ndarray, size: int = 192, caption: str = "") -> np.ndarray:
-    """Overlay upscaled for viewing (48 px is too small to read), with an optional caption strip."""
+def render(crop_u8: np.ndarray, heatmap: np.ndarray, size: int = 192, caption: Sequence[str] | str = ()) -> np.ndarray:
+    """Overlay upscaled for viewing (48 px is too small to read), with caption lines below it."""
     big = cv2.resize(crop_u8, (size, size), interpolation=cv2.INTER_CUBIC)
     hm = cv2.resize(np.asarray(heatmap, np.float32), (size, size), interpolation=cv2.INTER_CUBIC)
     img = overlay(big, np.clip(hm, 0, 1))
-    if caption:
-        strip = np.full((22, size, 3), 255, np.uint8)
-        cv2.putText(strip, caption[:40], (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
+    lines = [caption] if isinstance(caption, str) else list(caption)
+    if lines:
+        strip = np.full((18 * len(lines) + 4, size, 3), 255, np.uint8)
+        for k, line in enumerate(lines):
+            cv2.putText(strip, line, (4, 15 + 18 * k), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
         img = np.vstack([img, strip])
     return img
 
@@ -155,7 +158,7 @@ def explain_images(paths: Sequence[str | os.PathLike], loaded, methods: Sequence
                 dt = time.perf_counter() - t0
                 ti = pred if tgt is None else tgt
                 name = f"{_safe(p.stem)}_face{i}_{method}_{labels[ti]}.png"
-                caption = f"{method}: {labels[ti]} (pred {labels[pred]} {probs[pred]:.2f})"
+                caption = (f"{method}: {labels[ti]}", f"predicted {labels[pred]} {probs[pred]:.2f}")
                 cv2.imwrite(str(out / name), render(face.crop, hm, size, caption))
                 results.append(ExplainResult(str(p), i, method, labels[pred], labels[ti],
                                              {lab: round(float(s), 5) for lab, s in zip(labels, probs)},

@@ -10,7 +10,8 @@ preprocessing path): a tensor (C,H,W) for one face or (N,C,H,W) for a batch.
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterator, Sequence
+import weakref
+from collections.abc import Callable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -207,6 +208,19 @@ def find_gradcam_layer(model: nn.Module, x: torch.Tensor, min_side: int = 3) -> 
     return [m for m, side in finished if side == best][-1]
 
 
+_LAYER_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _default_layer(model: nn.Module, x: torch.Tensor) -> nn.Module:
+    """``find_gradcam_layer`` once per model and input shape (it costs a forward pass)."""
+    key = tuple(x.shape[1:])
+    per_model = _LAYER_CACHE.setdefault(model, {})
+    layer = per_model.get(key)
+    if layer is None or not any(m is layer for m in model.modules()):
+        layer = per_model[key] = find_gradcam_layer(model, x)
+    return layer
+
+
 def _get_layer(model: nn.Module, layer: nn.Module | str) -> nn.Module:
     if isinstance(layer, nn.Module):
         return layer
@@ -221,7 +235,7 @@ def gradcam(model: nn.Module, x: torch.Tensor, target: Target = None, labels=Non
             target_layer: nn.Module | str | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Selvaraju et al. 2017: ReLU(sum_k mean(dS/dA_k) A_k) on the last feature map, upsampled to the input."""
     x, _ = _as_batch(x)
-    layer = find_gradcam_layer(model, x) if target_layer is None else _get_layer(model, target_layer)
+    layer = _default_layer(model, x) if target_layer is None else _get_layer(model, target_layer)
     store: dict[str, torch.Tensor] = {}
 
     def fwd_hook(_mod, _inp, out):

@@ -1,0 +1,7 @@
+"""The face pipeline: detect (BlazeFace / Haar), track and classify faces in images, folders, video and webcam."""
+from __future__ import annotations
+
+from .detectors import Detection, create_detector, list_detectors
+from .recognizer import Face, FaceEmotionRecognizer, FrameResult
+
+__all__ = ["Face", "FaceEmotionRecognizer", "FrameResult", "Detection", "create_detector", "list_detectors"]

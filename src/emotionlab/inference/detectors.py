@@ -83,22 +83,60 @@ def merge_detections(dets: list[Detection], iou_thr: float = 0.3) -> list[Detect
     return kept
 
 
+def tiles(h: int, w: int, side: int, overlap: float = 0.25) -> list[tuple[int, int, int]]:
+    """Square tiles (x, y, side) covering an image with some overlap; one tile when the image fits."""
+    side = min(side, h, w)
+    step = max(1, int(side * (1 - overlap)))
+    xs = list(range(0, max(1, w - side + 1), step))
+    ys = list(range(0, max(1, h - side + 1), step))
+    if xs[-1] + side < w:
+        xs.append(w - side)
+    if ys[-1] + side < h:
+        ys.append(h - side)
+    return [(x, y, side) for y in ys for x in xs]
+
+
+def detect_tiled(det: Detector, image_bgr: np.ndarray, side: int) -> list[Detection]:
+    """Run ``det`` on overlapping square tiles: BlazeFace letterboxes to 128 / 192 px, so a face that is small
+    in a wide or large photo becomes too small to find; a tile keeps it at a usable size."""
+    h, w = image_bgr.shape[:2]
+    out = []
+    for x, y, s in tiles(h, w, side):
+        for d in det.detect(image_bgr[y:y + s, x:x + s]):
+            bx, by, bw, bh = d.box
+            lm = [(lx + x, ly + y) for lx, ly in d.landmarks] if d.landmarks else None
+            out.append(Detection((bx + x, by + y, bw, bh), d.score, lm))
+    return out
+
+
 class AutoDetector(Detector):
-    """Short-range BlazeFace, plus full-range when faces may be small (see the module docstring)."""
+    """Short-range BlazeFace when it is sure (every face large and scored >= ``sure``); otherwise full-range
+    on the whole image (and on square tiles for wide or large images), keeping the short-range boxes it
+    confirms. The fast path serves webcam-like frames; the slow one photos with small faces."""
 
     name = "auto"
 
-    def __init__(self, small_face: float = 0.15, **kw):
+    def __init__(self, small_face: float = 0.2, sure: float = 0.75, tile: bool = True, **kw):
         self.short = BlazeFaceDetector("short", **kw)
         self.full = BlazeFaceDetector("full", **kw)
-        self.small_face = small_face
+        self.small_face, self.sure, self.tile = small_face, sure, tile
 
     def detect(self, image_bgr: np.ndarray) -> list[Detection]:
         dets = self.short.detect(image_bgr)
-        side = max(image_bgr.shape[:2])
-        if not dets or min(max(d.box[2], d.box[3]) for d in dets) < self.small_face * side:
-            dets = merge_detections(dets + self.full.detect(image_bgr))
-        return sorted(dets, key=lambda d: (d.box[0], d.box[1]))
+        h, w = image_bgr.shape[:2]
+        big = self.small_face * max(h, w)
+
+        def trusted(d: Detection) -> bool:  # where short-range is strong: large faces, high score
+            return max(d.box[2], d.box[3]) >= big and (d.score or 0.0) >= self.sure
+
+        if dets and all(trusted(d) for d in dets):
+            return sorted(dets, key=lambda d: (d.box[0], d.box[1]))
+        full = self.full.detect(image_bgr)
+        if self.tile and (max(h, w) > 1.5 * min(h, w) or min(h, w) >= 800):
+            full += detect_tiled(self.full, image_bgr, min(h, w) if min(h, w) < 800 else min(h, w) // 2)
+        # other short-range boxes (small or unsure: most of its false positives) count only if full-range agrees
+        keep = [d for d in dets if trusted(d) or any(_iou(d.box, f.box) > 0.3 for f in full)]
+        return sorted(merge_detections(keep + full), key=lambda d: (d.box[0], d.box[1]))
 
 
 DETECTORS: dict[str, Callable[..., Detector]] = {

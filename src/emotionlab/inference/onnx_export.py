@@ -19,11 +19,16 @@ OPSET = 17
 
 
 def _export_module(model: torch.nn.Module, in_chans: int, in_size: int, path: Path) -> None:
+    """TorchScript-based exporter: the dynamo one needs onnxscript, which is not a dependency."""
+    import warnings
+
     x = torch.randn(2, in_chans, in_size, in_size)
     model = model.eval()
-    torch.onnx.export(model, (x,), str(path), input_names=["input"], output_names=["logits"],
-                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=OPSET,
-                      dynamo=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (x,), str(path), input_names=["input"], output_names=["logits"],
+                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=OPSET,
+                          dynamo=False)
 
 
 def verify_onnx(model: torch.nn.Module, path: Path, in_chans: int, in_size: int, batch: int = 3,

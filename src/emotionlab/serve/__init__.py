@@ -4,4 +4,4 @@ from __future__ import annotations
 from .app import ServeSettings, create_app
 from .fusion import SHARED_LABELS, fuse
 
-__all__ = ["create_app", "ServeSettings", "fuse", "SHARED_LABELS"]
+__all__ = ["SHARED_LABELS", "ServeSettings", "create_app", "fuse"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import queue
 import threading
@@ -40,6 +41,7 @@ from .. import __version__
 from .fusion import SHARED_LABELS, fuse
 from .imaging import ImageInputError, decode_image, encode_png_b64
 
+log = logging.getLogger("emotionlab.serve")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 SHIPPED_TEXT_MODELS = ("default", "tweeteval", "carer", "goemotions", "crowdflower")
 
@@ -354,8 +356,11 @@ def create_app(face_recognizer: Any = None, text_model: Any = None, settings: Se
         try:
             if s.preload:
                 loop = asyncio.get_running_loop()
-                await loop.run_in_executor(pool, faces.preload)
-                await loop.run_in_executor(pool, texts.get, None)
+                await loop.run_in_executor(pool, faces.preload)  # no face model = no service: fail fast
+                try:
+                    await loop.run_in_executor(pool, texts.get, None)
+                except ApiError as e:  # the face API is still useful; text routes answer 503 with this reason
+                    log.warning("text model not loaded: %s", e.detail)
             yield
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
@@ -378,7 +383,7 @@ def create_app(face_recognizer: Any = None, text_model: Any = None, settings: Se
             fut = loop.run_in_executor(app.state.pool, fn, *args)
             try:
                 return await asyncio.wait_for(fut, s.timeout_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise ApiError(504, "timeout", f"inference took longer than {s.timeout_s:g} s") from None
         except (ApiError, ImageInputError):
             raise
@@ -538,9 +543,17 @@ def create_app(face_recognizer: Any = None, text_model: Any = None, settings: Se
             jobs.append(offload(detect, data, debug, "image"))
         if text is not None:
             jobs.append(offload(texts.predict, text_model_name, [text]))
-        results = await asyncio.gather(*jobs)
+        results = await asyncio.gather(*jobs, return_exceptions=True)
         face_out = results[0] if data is not None else None
         text_out = results[-1] if text is not None else None
+        text_error = None
+        if isinstance(face_out, BaseException):
+            raise face_out
+        if isinstance(text_out, BaseException):
+            # An unavailable / failing text model must not hide the face result: fuse the face alone and say why.
+            if face_out is None or not (isinstance(text_out, ApiError) and text_out.status >= 500):
+                raise text_out
+            text_error, text_out = {"error": text_out.error, "detail": text_out.detail}, None
         idx = _largest(face_out["faces"]) if face_out else None
         face_scores = face_out["faces"][idx]["scores"] if idx is not None else None
         text_preds = text_out["predictions"][0] if text_out else None
@@ -553,7 +566,7 @@ def create_app(face_recognizer: Any = None, text_model: Any = None, settings: Se
             "faces": face_out["faces"] if face_out else [],
             "face_model": face_out["model"] if face_out else None,
             "image": face_out["image"] if face_out else None,
-            "text": None if text_out is None else {
+            "text": text_error if text_out is None and text_error else None if text_out is None else {
                 "text": text, "model": text_out["model"], "multi_label": text_out["multi_label"],
                 "predictions": text_preds},
             "fused": fused,
@@ -582,7 +595,7 @@ def create_app(face_recognizer: Any = None, text_model: Any = None, settings: Se
                     try:
                         ctl = json.loads(msg["text"])
                         if not isinstance(ctl, dict):
-                            raise ValueError("expected a JSON object")
+                            raise TypeError("expected a JSON object")
                         if "debug" in ctl:
                             debug = bool(ctl["debug"])
                         if "smoothing" in ctl:

@@ -68,7 +68,7 @@ def decode_image(data: bytes, max_pixels: int, source: str = "image") -> np.ndar
             img = Image.open(io.BytesIO(data))  # lazy: reads the header only
         w, h = img.size
     except Image.DecompressionBombError as e:
-        raise ImageInputError(413, "image_too_large", f"{source}: {e}")
+        raise ImageInputError(413, "image_too_large", f"{source}: over the limit of {max_pixels:,} pixels ({e})")
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise ImageInputError(422, "invalid_image", f"{source}: looks like {fmt} but its header is unreadable ({e})")
     if w <= 0 or h <= 0:
@@ -76,6 +76,13 @@ def decode_image(data: bytes, max_pixels: int, source: str = "image") -> np.ndar
     if w * h > max_pixels:
         raise ImageInputError(413, "image_too_large",
                               f"{source}: {w}x{h} = {w * h:,} pixels is more than the limit of {max_pixels:,}")
+    # OpenCV decodes the common formats ~3x faster than PIL and applies the EXIF orientation itself;
+    # PIL is the fallback for what OpenCV cannot read (GIF, some TIFF / WebP variants).
+    import cv2
+
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if fmt != "gif" else None
+    if arr is not None:
+        return arr
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)

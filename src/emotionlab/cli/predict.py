@@ -1,0 +1,323 @@
+"""Face pipeline commands: ``predict`` (images, folders, videos), ``webcam`` and ``bench``."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import console, fail, print_json
+
+
+def register(app: typer.Typer) -> None:
+    app.command("predict")(predict)
+    app.command("webcam")(webcam)
+    app.command("bench")(bench)
+
+
+def _set_threads(threads: int) -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    import cv2
+    import torch
+
+    torch.set_num_threads(threads)
+    cv2.setNumThreads(threads)
+
+
+def _recognizer(model: str, detector: str, device: str, backend: str, threads: int):
+    from ..inference import FaceEmotionRecognizer
+
+    try:
+        rec = FaceEmotionRecognizer(model=model, detector=detector, device=device, backend=backend,
+                                    threads=threads)
+    except FileNotFoundError as e:
+        fail(f"{e}\n(no usable emotion model: pass --model RUN_DIR of a trained run, or ship one as 'default')")
+    console.print(f"[bold]using[/] {rec.describe()}", highlight=False)
+    if getattr(rec, "backend_error", None):
+        console.print(f"[yellow]ONNX Runtime unavailable, using PyTorch:[/] {rec.backend_error}", highlight=False)
+    return rec
+
+
+def expand_inputs(paths: list[Path]) -> list[tuple[Path, Path]]:
+    """Files and folders (recursive) -> (file, path relative to its input root) for images and videos."""
+    from ..data.folders import IMAGE_EXTS
+    from ..inference.video import VIDEO_EXTS
+
+    out = []
+    for p in paths:
+        if p.is_dir():
+            files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS)
+            out += [(f, f.relative_to(p)) for f in files]
+        else:
+            out.append((p, Path(p.name)))  # missing / unreadable files fail individually later
+    return out
+
+
+def predict(
+    paths: list[Path] = typer.Argument(..., help="Image files, folders (searched recursively) and videos."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object per input on stdout."),
+    csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write one row per face to this CSV file."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Directory for annotated images / videos, timelines, plots."),
+    model: str = typer.Option("default", "--model", "-m", help="Shipped model, alias or run directory."),
+    detector: str = typer.Option("auto", help="auto | blazeface_short | blazeface_full | haar"),
+    backend: str = typer.Option("auto", help="auto (ONNX Runtime on CPU) | onnx | torch"),
+    device: str = typer.Option("cpu", help="cpu | cuda"),
+    threads: int = typer.Option(1, help="CPU threads for inference."),
+    batch: int = typer.Option(16, help="Images classified per batched call."),
+    stride: int = typer.Option(1, help="Videos: process every N-th frame."),
+    smoothing: float = typer.Option(0.5, help="Videos: EMA weight of past scores per tracked face (0 = off)."),
+    timeline: str = typer.Option("csv", help="Videos: timeline format csv | parquet (parquet needs pyarrow)."),
+    debug: bool = typer.Option(False, "--debug", help="Annotated images get the model's-eye inset."),
+) -> None:
+    """Detect faces and classify their emotions; bad files are reported one by one and counted."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from ..data.errors import DataError
+    from ..inference.recognizer import load_image
+    from ..inference.video import VIDEO_EXTS
+
+    if timeline not in ("csv", "parquet"):
+        fail(f"--timeline {timeline!r}: expected csv or parquet")
+    _set_threads(threads)
+    items = expand_inputs(paths)
+    if not items:
+        fail("no images or videos found in " + ", ".join(map(str, paths)))
+    rec = _recognizer(model, detector, device, backend, threads)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    results: list[dict] = []  # one per input, in input order
+    failures = 0
+    n_faces = 0
+
+    def emit(res: dict) -> None:
+        results.append(res)
+        if json_out:
+            sys.stdout.write(json.dumps(res) + "\n")
+            sys.stdout.flush()
+
+    show = len(items) > 1 and console.is_terminal
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console, disable=not show, transient=True) as prog:
+        task = prog.add_task("predict", total=len(items))
+        pending: list[tuple[Path, Path, object]] = []
+
+        def flush() -> None:
+            nonlocal n_faces
+            if not pending:
+                return
+            faces_per = rec.predict_images([img for _, _, img in pending])
+            for (path, rel, img), faces in zip(pending, faces_per):
+                n_faces += len(faces)
+                res = {"path": str(path), "faces": [f.to_dict() for f in faces]}
+                if out is not None:
+                    res["annotated"] = str(_save_annotated(img, faces, out / rel, debug))
+                emit(res)
+                prog.advance(task)
+            pending.clear()
+
+        for path, rel in items:
+            if path.suffix.lower() in VIDEO_EXTS:
+                flush()
+                res = _predict_video(rec, path, rel, out, stride, smoothing, timeline)
+                n_faces += res.get("faces_detected", 0)
+                failures += "error" in res
+                emit(res)
+                prog.advance(task)
+                continue
+            try:
+                if not path.exists():
+                    raise DataError(path, "no such file")
+                img = load_image(path)
+            except (DataError, ValueError) as e:
+                failures += 1
+                console.print(f"[red]failed[/] {e}", highlight=False)
+                emit({"path": str(path), "error": str(e), "faces": []})
+                prog.advance(task)
+                continue
+            pending.append((path, rel, img))
+            if len(pending) >= batch:
+                flush()
+        flush()
+
+    if csv_out is not None:
+        _write_csv(csv_out, results, rec.labels)
+    if not json_out:
+        _print_table(results)
+    ok = len(results) - failures
+    console.print(f"{len(results)} input(s): {ok} ok, {failures} failed; {n_faces} face(s); model {rec.model_name}"
+                  + (f"; outputs in {out}" if out is not None else ""), highlight=False)
+    if failures:
+        raise typer.Exit(1)
+
+
+def _save_annotated(img, faces, dest: Path, debug: bool) -> Path:
+    import cv2
+
+    from ..inference.draw import draw_faces
+
+    dest = dest.with_suffix(".jpg") if dest.suffix.lower() not in (".jpg", ".jpeg", ".png") else dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(dest), draw_faces(img, faces, debug=debug)):
+        raise OSError(f"{dest}: could not write the annotated image")
+    return dest
+
+
+def _predict_video(rec, path: Path, rel: Path, out: Optional[Path], stride: int, smoothing: float,
+                   timeline: str) -> dict:
+    from ..data.errors import DataError
+    from ..inference.video import process_video, write_timeline
+
+    vout = (out / rel).parent if out is not None else None
+    try:
+        res = process_video(rec, path, vout, stride=stride, smoothing=smoothing)
+    except DataError as e:
+        console.print(f"[red]failed[/] {e}", highlight=False)
+        return {"path": str(path), "error": str(e), "faces": []}
+    if vout is not None and timeline == "parquet" and res.rows:
+        try:
+            res.outputs["timeline"] = str(write_timeline(res.rows, vout / f"{path.stem}.timeline.parquet", rec.labels))
+        except ImportError:
+            console.print("[yellow]pyarrow is not installed; the timeline stays CSV[/]")
+    tracks: dict[int, dict] = {}
+    for r in res.rows:
+        t = tracks.setdefault(r["face_id"], {"face_id": r["face_id"], "frames": 0, "sum": {}})
+        t["frames"] += 1
+        t["box"] = [r["x"], r["y"], r["w"], r["h"]]
+        for k in rec.labels:
+            t["sum"][k] = t["sum"].get(k, 0.0) + r[f"p_{k}"]
+    faces = []
+    for t in tracks.values():
+        scores = {k: v / t["frames"] for k, v in t["sum"].items()}
+        faces.append({"face_id": t["face_id"], "frames": t["frames"], "box": t["box"],
+                      "label": max(scores, key=scores.get), "scores": scores})
+    d = {"path": str(path), "type": "video", "frames": res.frames, "faces_detected": res.faces, "faces": faces,
+         "outputs": res.outputs}
+    if res.error:
+        d["error"] = res.error
+        console.print(f"[red]failed[/] {res.error}", highlight=False)
+    return d
+
+
+def _write_csv(path: Path, results: list[dict], labels: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "face", "x", "y", "w", "h", "label", "score", *[f"p_{k}" for k in labels], "error"])
+        for r in results:
+            if r.get("error") and not r["faces"]:
+                w.writerow([r["path"], "", "", "", "", "", "", "", *[""] * len(labels), r["error"]])
+            for i, f in enumerate(r["faces"]):
+                w.writerow([r["path"], f.get("face_id", i), *f["box"], f["label"], f"{f['scores'][f['label']]:.4f}",
+                            *[f"{f['scores'][k]:.4f}" for k in labels], r.get("error", "")])
+
+
+def _print_table(results: list[dict]) -> None:
+    from rich.table import Table
+
+    t = Table(title="faces")
+    for col in ("file", "face box (x, y, w, h)", "label", "top score"):
+        t.add_column(col)
+    for r in results:
+        if r.get("error") and not r["faces"]:
+            t.add_row(r["path"], "[red]error[/]", "", "")
+        elif not r["faces"]:
+            t.add_row(r["path"], "no face", "", "")
+        for f in r["faces"]:
+            t.add_row(r["path"], ", ".join(map(str, f["box"])), f["label"], f"{f['scores'][f['label']]:.3f}")
+    # the table is the command's main output: stdout, so it can be piped (wide when piped: no wrapped paths)
+    from rich.console import Console
+
+    Console(width=None if sys.stdout.isatty() else 200).print(t)
+
+
+def webcam(
+    camera: int = typer.Option(0, "--camera", help="Camera index."),
+    debug: bool = typer.Option(False, "--debug", help="Show the normalized face the model sees and all scores."),
+    model: str = typer.Option("default", "--model", "-m"),
+    detector: str = typer.Option("auto"),
+    backend: str = typer.Option("auto"),
+    smoothing: float = typer.Option(0.5, help="EMA weight of past scores per tracked face (0 = off)."),
+    threads: int = typer.Option(1),
+) -> None:
+    """Live camera window with boxes, labels and probability bars (q or Esc quits)."""
+    import time
+
+    import cv2
+
+    from ..inference.draw import draw_faces
+
+    _set_threads(threads)
+    rec = _recognizer(model, detector, "cpu", backend, threads)
+    frames = rec.stream(camera, smoothing=smoothing)
+    t0, n = time.perf_counter(), 0
+    try:
+        for fr in frames:
+            img = draw_faces(fr.frame, fr.faces, debug=debug)
+            n += 1
+            fps = n / max(1e-6, time.perf_counter() - t0)
+            cv2.putText(img, f"{fps:.0f} fps", (img.shape[1] - 90, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
+                        (255, 255, 255), 1, cv2.LINE_AA)
+            cv2.imshow("emotionlab", img)
+            if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+                break
+    except cv2.error as e:
+        fail(f"this OpenCV build cannot open a window ({str(e).strip().splitlines()[-1]}); install the GUI build "
+             "`opencv-python` instead of `opencv-python-headless`, or run `emotionlab predict VIDEO --out DIR`")
+    finally:
+        try:
+            cv2.destroyAllWindows()
+        except cv2.error:
+            pass
+
+
+def bench(
+    model: str = typer.Option("default", "--model", "-m"),
+    detector: str = typer.Option("auto"),
+    backend: str = typer.Option("auto"),
+    threads: int = typer.Option(1, help="CPU threads (ours and fer's)."),
+    frames: int = typer.Option(20, help="Frames per setting (1 face, 5 faces)."),
+    repeat: int = typer.Option(3, help="Timed passes over the frames."),
+    faces: Optional[Path] = typer.Option(None, help="Folder of face photos to paste (default examples/)."),
+    peers: bool = typer.Option(False, "--peers", help="Also time the `fer` package on the same frames."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the report JSON here ('-' = stdout)."),
+) -> None:
+    """End-to-end fps on 640x480 frames with 1 and 5 faces, per-face latency and batch throughput."""
+    from rich.table import Table
+
+    from ..inference.bench import run_bench
+
+    _set_threads(threads)
+    rec = _recognizer(model, detector, "cpu", backend, threads)
+    rep = run_bench(rec, faces, frames, repeat, peers, threads, log=lambda s: console.print(s, highlight=False))
+    if json_out is not None:
+        if str(json_out) == "-":
+            print_json(rep)
+            return
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(rep, indent=2))
+    t = Table(title=f"emotionlab bench ({rep['model']}, {rep['backend']}, detector {rep['detector']}, "
+                    f"{threads} thread(s))")
+    for col in ("setting", "ms / frame", "fps", "detect ms", "faces found", "fer ms / frame", "speed-up"):
+        t.add_column(col)
+    for k in ("1_face", "5_face"):
+        e = rep["e2e"][k]
+        f = rep["fer"].get(k, {}) if isinstance(rep["fer"], dict) else {}
+        t.add_row(k.replace("_", " "), f"{e['ms']:.2f}", f"{e['fps']:.0f}", f"{e['detect_only']['ms']:.2f}",
+                  f"{e['faces_found_per_frame']:.2f}/{e['faces_pasted_per_frame']}",
+                  f"{f['ms_per_frame']:.1f}" if f.get("measured") else "-",
+                  f"{e['speedup_vs_fer']}x" if "speedup_vs_fer" in e else "-")
+    from rich.console import Console
+
+    Console().print(t)
+    b1, b64 = rep["classify_batch1"], rep["classify_batch64"]
+    console.print(f"classify one face: {b1['ms']:.3f} ms (p90 {b1['p90_ms']:.3f}); batch of 64: "
+                  f"{b64['faces_per_s']:.0f} faces/s", highlight=False)
+    fer = rep["fer"]
+    if not peers or not all(v.get("measured") for v in fer.values() if isinstance(v, dict)):
+        reason = fer.get("reason") if "reason" in fer else next((v.get("reason") for v in fer.values()
+                                                                 if isinstance(v, dict) and v.get("reason")), "")
+        console.print(f"fer was not measured: {reason}", highlight=False)

@@ -1,0 +1,212 @@
+"""``FaceEmotionRecognizer``: detect faces, crop them with the one preprocessing path, classify them in one batch.
+
+All faces of an image (and all images given to :meth:`predict_batch`) go through the classifier in a single
+call. ONNX Runtime is the default CPU backend (the model is exported once to the cache, keyed by its weights'
+hash); PyTorch is the fallback and the GPU path.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ..data.preprocess import prepare_faces
+from .detectors import Detection, create_detector
+
+
+@dataclass
+class Face:
+    """One detected face and its emotion distribution."""
+
+    box: tuple[int, int, int, int]  # x, y, w, h in original image pixels
+    label: str
+    scores: dict[str, float]  # all classes, sums to 1
+    landmarks: list[tuple[float, float]] | None = None
+    detection_score: float | None = None
+    crop: np.ndarray | None = field(default=None, repr=False)  # the normalized (S,S) uint8 face the model saw
+    face_id: int | None = None
+
+    @property
+    def score(self) -> float:
+        return float(self.scores[self.label])
+
+    def to_dict(self) -> dict:
+        """JSON-safe dict (no crop)."""
+        return {"box": [int(v) for v in self.box], "label": self.label,
+                "scores": {k: float(v) for k, v in self.scores.items()},
+                "landmarks": [[float(x), float(y)] for x, y in self.landmarks] if self.landmarks is not None else None,
+                "detection_score": float(self.detection_score) if self.detection_score is not None else None}
+
+
+def to_bgr8(image: np.ndarray) -> np.ndarray:
+    """Gray / BGR / BGRA, 8 or 16 bit or float -> 8-bit BGR, the detectors' input."""
+    import cv2
+
+    img = np.asarray(image)
+    if img.dtype == np.uint16:
+        img = (img >> 8).astype(np.uint8)
+    elif img.dtype in (np.float32, np.float64):
+        img = np.clip(img * (255.0 if img.max(initial=0) <= 1.0 else 1.0), 0, 255).astype(np.uint8)
+    elif img.dtype != np.uint8:
+        img = np.clip(img, 0, 255).astype(np.uint8)
+    if img.ndim == 2:
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    if img.ndim == 3 and img.shape[2] == 1:
+        return cv2.cvtColor(img[:, :, 0], cv2.COLOR_GRAY2BGR)
+    if img.ndim == 3 and img.shape[2] == 4:
+        return cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+    if img.ndim == 3 and img.shape[2] == 3:
+        return np.ascontiguousarray(img)
+    raise ValueError(f"image has shape {img.shape}; expected (H,W), (H,W,1), (H,W,3) BGR or (H,W,4) BGRA")
+
+
+def load_image(image_or_path) -> np.ndarray:
+    """A path (EXIF honoured, clear DataError on bad files) or an array -> 8-bit BGR."""
+    if isinstance(image_or_path, (str, os.PathLike)):
+        from ..data.folders import read_image
+
+        return to_bgr8(read_image(Path(image_or_path)))
+    return to_bgr8(image_or_path)
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)
+
+
+class FaceEmotionRecognizer:
+    """Faces and emotions in images, folders and video.
+
+    ``model``: shipped name, alias or run directory (``emotionlab.models.hub.load_model``); ``detector``: one of
+    ``emotionlab.inference.detectors.list_detectors()``; ``backend``: ``auto`` (ONNX Runtime on CPU, PyTorch
+    on GPU), ``onnx`` or ``torch``.
+    """
+
+    def __init__(self, model: str = "default", detector: str = "auto", device: str = "cpu", backend: str = "auto",
+                 threads: int | None = None, min_detection_score: float | None = None):
+        from ..models.hub import load_model
+
+        self.loaded = load_model(model, device)
+        self.device = device
+        self.labels: list[str] = self.loaded.labels
+        self.model_name: str = self.loaded.name
+        self.pre = self.loaded.preprocess
+        self.threads = threads
+        kw = {"threads": threads}
+        if min_detection_score is not None:
+            kw["min_score"] = min_detection_score
+        self.detector = create_detector(detector, **kw) if detector != "haar" else create_detector("haar")
+        self.detector_name = detector
+        self.backend = self._init_backend(backend)
+
+    # -- classification ---------------------------------------------------------------------------------
+    def _init_backend(self, backend: str) -> str:
+        if backend not in ("auto", "onnx", "torch"):
+            raise ValueError(f"unknown backend {backend!r}; use auto, onnx or torch")
+        self._sess = None
+        if backend == "torch" or (backend == "auto" and str(self.device) != "cpu"):
+            return "torch"
+        try:
+            import onnxruntime as ort
+
+            from .onnx_export import cached_model_onnx
+
+            path = cached_model_onnx(self.loaded)
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = int(self.threads or 1)
+            so.inter_op_num_threads = 1
+            self._sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+            self._in_name = self._sess.get_inputs()[0].name
+            return "onnxruntime"
+        except Exception as e:  # noqa: BLE001 - any ORT/export failure falls back to PyTorch
+            if backend == "onnx":
+                raise RuntimeError(f"ONNX Runtime backend failed for {self.model_name}: {e}") from e
+            self.backend_error = str(e)
+            return "torch"
+
+    def classify(self, model_input: np.ndarray) -> np.ndarray:
+        """(N,1,S,S) normalized float32 -> (N, classes) probabilities, in one model call."""
+        if len(model_input) == 0:
+            return np.zeros((0, len(self.labels)), np.float32)
+        if self._sess is not None:
+            logits = self._sess.run(None, {self._in_name: np.ascontiguousarray(model_input, np.float32)})[0]
+        else:
+            import torch
+
+            with torch.inference_mode():
+                x = torch.from_numpy(np.ascontiguousarray(model_input, np.float32)).to(self.device)
+                logits = self.loaded.model(x).float().cpu().numpy()
+        return _softmax(logits.astype(np.float64)).astype(np.float32)
+
+    def classify_crops(self, crops_u8: np.ndarray) -> np.ndarray:
+        """Already-cropped uint8 faces (N,H,W) -> probabilities (used by the benchmark and the server)."""
+        from ..data.preprocess import prepare_crops
+
+        return self.classify(prepare_crops(crops_u8, self.pre))
+
+    # -- detection + classification ---------------------------------------------------------------------
+    def detect(self, image_bgr: np.ndarray) -> list[Detection]:
+        return self.detector.detect(image_bgr)
+
+    def _faces(self, dets: list[Detection], probs: np.ndarray, crops: np.ndarray) -> list[Face]:
+        faces = []
+        for d, p, c in zip(dets, probs, crops):
+            scores = {lab: float(v) for lab, v in zip(self.labels, p)}
+            x, y, w, h = d.box
+            faces.append(Face(box=(int(round(x)), int(round(y)), int(round(w)), int(round(h))),
+                              label=self.labels[int(np.argmax(p))], scores=scores, landmarks=d.landmarks,
+                              detection_score=d.score, crop=c))
+        return faces
+
+    def predict_images(self, images_bgr: list[np.ndarray]) -> list[list[Face]]:
+        """Detect in each image, then classify every face of every image in one batched call."""
+        dets = [self.detect(img) for img in images_bgr]
+        inputs, crops, counts = [], [], []
+        for img, ds in zip(images_bgr, dets):
+            x, c = prepare_faces(img, [d.box for d in ds], self.pre)
+            inputs.append(x)
+            crops.append(c)
+            counts.append(len(ds))
+        probs = self.classify(np.concatenate(inputs)) if inputs else np.zeros((0, len(self.labels)))
+        out, i = [], 0
+        for ds, c, n in zip(dets, crops, counts):
+            out.append(self._faces(ds, probs[i:i + n], c))
+            i += n
+        return out
+
+    def predict(self, image_or_path) -> list[Face]:
+        """Faces in one image (path or BGR / gray / BGRA array); no face gives an empty list."""
+        return self.predict_images([load_image(image_or_path)])[0]
+
+    def predict_batch(self, items) -> list[list[Face]]:
+        """Faces in several images, all faces classified in one batch; a bad file raises ``DataError``."""
+        return self.predict_images([load_image(it) for it in items])
+
+    def stream(self, source, stride: int = 1, smoothing: float = 0.5, iou: float = 0.3,
+               max_missed: int = 10) -> Iterator["FrameResult"]:
+        """Frames of a video file or camera index with tracked faces (stable ``face_id``, EMA-smoothed scores)."""
+        from .video import iter_frames
+        from .tracking import FaceTracker
+
+        tracker = FaceTracker(iou=iou, max_missed=max_missed, smoothing=smoothing)
+        for idx, t, frame in iter_frames(source, stride):
+            faces = self.predict_images([frame])[0]
+            tracker.update(faces)
+            yield FrameResult(idx, t, frame, faces)
+
+    def describe(self) -> str:
+        card = self.loaded.card
+        return (f"model {self.model_name} ({card.get('arch')}, {len(self.labels)} classes, weights {self.loaded.weights})"
+                f", detector {self.detector_name}, backend {self.backend}")
+
+
+@dataclass
+class FrameResult:
+    index: int
+    time: float
+    frame: np.ndarray = field(repr=False)
+    faces: list[Face]

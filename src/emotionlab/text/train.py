@@ -1,0 +1,142 @@
+"""Training with hyper-parameters tuned on the validation split only, and evaluation on any split.
+
+Features (TF-IDF matrices, MiniLM embeddings) are computed once per split and reused across the grid, so a
+C sweep costs only the logistic regressions.
+"""
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Any
+
+import numpy as np
+
+from .datasets import TextDataset
+from .models import TextEmotionClassifier, _val_score, tune_thresholds
+
+#: Default grids per model kind (small: a laptop CPU, tuned on validation).
+GRIDS: dict[str, list[dict[str, Any]]] = {
+    "naive_bayes": [{"top_words": 2000}],
+    "tfidf_lr": [{"C": c, "class_weight": w} for c in (2.0, 8.0, 30.0) for w in (None, "balanced")],
+    "embed_lr": [{"C": c, "class_weight": w} for c in (1.0, 4.0, 16.0) for w in (None, "balanced")],
+    "embed_mlp": [{"hidden": 512, "dropout": 0.3, "lr": 1e-3}],
+    "finetune": [{"train_layers": 3, "epochs": 4}],
+}
+
+
+def evaluate_model(model: TextEmotionClassifier, ds: TextDataset, proba: np.ndarray | None = None) -> dict:
+    """accuracy, macro-F1, per-class metrics and confusion matrix (multi-label: micro/macro-F1, exact match)."""
+    from sklearn.metrics import f1_score, precision_recall_fscore_support
+
+    from ..training.metrics import classification_metrics
+
+    if model.labels != ds.labels:
+        raise ValueError(f"model {model.name!r} predicts {model.labels}, but dataset {ds.name!r} has {ds.labels}")
+    t0 = time.perf_counter()
+    proba = model.predict_proba(ds.texts) if proba is None else proba
+    ms = 1000 * (time.perf_counter() - t0) / max(len(ds), 1)
+    if not model.multi_label:
+        m = classification_metrics(ds.y, proba.argmax(1), ds.labels)
+    else:
+        pred = model.decide(proba)
+        p, r, f, s = precision_recall_fscore_support(ds.y, pred, zero_division=0)
+        m = {"accuracy": float((pred == ds.y).all(1).mean()),  # exact match (subset accuracy)
+             "macro_f1": float(f1_score(ds.y, pred, average="macro", zero_division=0)),
+             "micro_f1": float(f1_score(ds.y, pred, average="micro", zero_division=0)),
+             "per_class": {lab: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
+                                 "support": int(s[i])} for i, lab in enumerate(ds.labels)},
+             "labels": list(ds.labels), "n": len(ds),
+             "thresholds": None if model.thresholds is None else [float(t) for t in model.thresholds]}
+        # single-label view of the rows with exactly one gold label: argmax accuracy and its confusion matrix
+        one = ds.y.sum(1) == 1
+        if one.any():
+            from sklearn.metrics import confusion_matrix
+
+            yt, yp = ds.y[one].argmax(1), proba[one].argmax(1)
+            m["single_label_accuracy"] = float((yt == yp).mean())
+            m["confusion_matrix"] = confusion_matrix(yt, yp, labels=list(range(len(ds.labels)))).tolist()
+    m["ms_per_text"] = round(ms, 3)
+    return m
+
+
+def _features(kind: str, splits: dict[str, TextDataset], cache: dict) -> dict:
+    """Shared per-split features for kinds whose grid only changes the head."""
+    if kind in ("embed_lr", "embed_mlp"):
+        from .embed import embed_texts
+
+        if "embed" not in cache:
+            cache["embed"] = {k: embed_texts(d.texts) for k, d in splits.items() if k in ("train", "val")}
+        return cache["embed"]
+    return {}
+
+
+def train_tuned(kind: str, splits: dict[str, TextDataset], grid: list[dict] | None = None,
+                name: str | None = None, cache: dict | None = None, log=print) -> TextEmotionClassifier:
+    """Fit every grid point on train, keep the best on validation macro-F1 (card records the sweep)."""
+    cache = {} if cache is None else cache
+    tr, va = splits["train"], splits["val"]
+    grid = grid or GRIDS[kind]
+    feats = _features(kind, splits, cache)
+    x_tfidf = None
+    best, best_score, sweep = None, -1.0, []
+    t0 = time.perf_counter()
+    for params in grid:
+        t1 = time.perf_counter()
+        m = TextEmotionClassifier(kind, name=name or f"{kind}-{tr.name}", **params)
+        extra: dict = {}
+        if kind in ("embed_lr", "embed_mlp"):
+            extra["x"] = feats["train"]
+            if kind == "embed_mlp":
+                extra["x_val"] = feats["val"]
+        if kind == "tfidf_lr":
+            if x_tfidf is None:
+                x_tfidf = m.backend.fit_features(tr.texts)
+                vec = (m.backend.word, m.backend.char)
+            else:
+                m.backend.word, m.backend.char = vec
+            extra["x"] = x_tfidf
+        if kind == "finetune":
+            extra["log"] = log
+        m.fit(tr.texts, tr.y, tr.labels, tr.multi_label,
+              val=(va.texts, va.y) if kind in ("embed_mlp", "finetune") else None, **extra)
+        if kind in ("embed_lr", "embed_mlp"):
+            pv = m.backend.head.proba(feats["val"]) if kind == "embed_lr" else m.backend._proba(feats["val"])
+        elif kind == "finetune":
+            pv = m.backend.scores(va.texts)
+        else:
+            pv = m.predict_proba(va.texts)
+        if tr.multi_label:
+            m.thresholds = tune_thresholds(pv, va.y)
+        score = _val_score(pv, va.y, tr.multi_label)
+        sweep.append({"params": params, "val_macro_f1": round(score, 4), "seconds": round(time.perf_counter() - t1, 1)})
+        log(f"  {kind} {tr.name} {params} val macro-F1 {score:.4f} ({time.perf_counter() - t1:.0f}s)")
+        if score > best_score:
+            best, best_score = m, score
+    best.card.update({"dataset": tr.name, "val_macro_f1": round(best_score, 4), "sweep": sweep,
+                      "train_seconds_total": round(time.perf_counter() - t0, 1)})
+    return best
+
+
+def tune_ensemble(members: list[TextEmotionClassifier], val: TextDataset, step: float = 0.1,
+                  probas: list[np.ndarray] | None = None, name: str | None = None) -> TextEmotionClassifier:
+    """Weights on a simplex grid maximizing validation macro-F1 (thresholds re-tuned for multi-label)."""
+    probas = probas or [m.predict_proba(val.texts) for m in members]
+    ticks = np.round(np.arange(0, 1 + 1e-9, step), 3)
+    best_w, best_s = None, -1.0
+    for w in itertools.product(ticks, repeat=len(members) - 1):
+        last = 1 - sum(w)
+        if last < -1e-9:
+            continue
+        ws = list(w) + [max(last, 0.0)]
+        p = sum(wi * pi for wi, pi in zip(ws, probas))
+        s = _val_score(p, val.y, val.multi_label)
+        if s > best_s:
+            best_w, best_s = ws, s
+    ens = TextEmotionClassifier.ensemble(members, [float(w) for w in best_w],
+                                         name=name or f"ensemble-{val.name}")
+    p = sum(wi * pi for wi, pi in zip(best_w, probas))
+    if val.multi_label:
+        ens.thresholds = tune_thresholds(p, val.y)
+    ens.card.update({"dataset": val.name, "val_macro_f1": round(best_s, 4), "weights": ens.weights,
+                     "members": [m.kind for m in members]})
+    return ens

@@ -1,0 +1,329 @@
+"""Text emotion: readers, normalization, every model kind, offline MiniLM, shipped models and the CLI."""
+from __future__ import annotations
+
+import json
+import socket
+
+import numpy as np
+import pytest
+
+from emotionlab.data.errors import DataError
+from emotionlab.text import TextEmotionClassifier, load_text_model
+from emotionlab.text.datasets import (CROWDFLOWER_MERGE, load_text_dataset, read_carer, read_crowdflower,
+                                      read_goemotions, read_text_column, read_tweeteval)
+from emotionlab.text.normalize import MAX_CHARS, normalize_for_embedding, normalize_text, tokenize
+
+LABELS = ["joy", "sadness", "anger"]
+WORDS = {0: ["happy", "joy", "great", "love", "smile", "wonderful"],
+         1: ["sad", "cry", "tears", "lonely", "miss", "grief"],
+         2: ["angry", "hate", "mad", "furious", "rage", "annoyed"]}
+FILLER = ["the", "a", "today", "is", "it", "so", "very", "and", "i", "feel", "this", "was"]
+
+
+def make_corpus(n: int, seed: int = 0) -> tuple[list[str], np.ndarray]:
+    """Learnable three-class texts: two class keywords among filler words."""
+    rng = np.random.default_rng(seed)
+    texts, y = [], []
+    for i in range(n):
+        c = i % 3
+        w = list(rng.choice(WORDS[c], 2)) + list(rng.choice(FILLER, 4))
+        rng.shuffle(w)
+        texts.append(" ".join(w))
+        y.append(c)
+    return texts, np.asarray(y)
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return make_corpus(90, 0), make_corpus(30, 1)
+
+
+# ------------------------------------------------------------------------------------------------ readers
+def _tweeteval_dir(tmp_path, bad_label: str | None = None):
+    d = tmp_path / "tweeteval_emotion"
+    d.mkdir()
+    (d / "mapping.txt").write_text("0\tjoy\n1\tsadness\n2\tanger\n")
+    for split, seed in (("train", 0), ("val", 1), ("test", 2)):
+        texts, y = make_corpus(30 if split == "train" else 12, seed)
+        (d / f"{split}_text.txt").write_text("\n".join(texts) + "\n")
+        labels = [str(v) for v in y]
+        if bad_label and split == "val":
+            labels[3] = bad_label
+        (d / f"{split}_labels.txt").write_text("\n".join(labels) + "\n")
+    return d
+
+
+def test_tweeteval_reader_and_errors(tmp_path):
+    d = _tweeteval_dir(tmp_path)
+    sp = read_tweeteval(d)
+    assert sp["train"].labels == ["joy", "sadness", "anger"] and len(sp["val"]) == 12
+    assert load_text_dataset("tweeteval", tmp_path)["test"].y.tolist() == sp["test"].y.tolist()
+    (tmp_path / "b").mkdir()
+    bad = _tweeteval_dir(tmp_path / "b", bad_label="7")
+    with pytest.raises(DataError, match=r"val_labels.txt:4: expected a label id"):
+        read_tweeteval(bad)
+    (d / "test_labels.txt").write_text("0\n1\n")
+    with pytest.raises(DataError, match="2 labels for 12 texts"):
+        read_tweeteval(d)
+
+
+def test_carer_reader_errors(tmp_path):
+    for split in ("train", "val", "test"):
+        (tmp_path / f"{split}.txt").write_text("i feel great;joy\ni am so sad;sadness\n")
+    sp = read_carer(tmp_path)
+    assert sp["train"].texts == ["i feel great", "i am so sad"] and sp["train"].y.tolist() == [1, 0]
+    (tmp_path / "val.txt").write_text("i feel great;joy\nno separator here\n")
+    with pytest.raises(DataError, match=r"val.txt:2: expected 'text;label'"):
+        read_carer(tmp_path)
+    (tmp_path / "val.txt").write_text("i feel great;happyish\n")
+    with pytest.raises(DataError, match=r"val.txt:1: unknown label 'happyish'"):
+        read_carer(tmp_path)
+    (tmp_path / "val.txt").write_bytes(b"fine;joy\nbad \xff\xfe bytes;joy\n")
+    with pytest.raises(DataError, match=r"val.txt:2: not valid UTF-8"):
+        read_carer(tmp_path)
+
+
+def test_goemotions_reader_multilabel_and_ekman(tmp_path):
+    (tmp_path / "emotions.txt").write_text("\n".join(["admiration", "anger", "joy", "neutral"]))
+    for split in ("train", "dev", "test"):
+        (tmp_path / f"{split}.tsv").write_text("so cool\t0,2\tid1\nugh\t1\tid2\n")
+    sp = read_goemotions(tmp_path)
+    assert sp["train"].multi_label and sp["val"].y.tolist() == [[1, 0, 1, 0], [0, 1, 0, 0]]
+    (tmp_path / "emotions.txt").write_text("admiration\nanger\njoy\nneutral\nsnark\n")
+    with pytest.raises(DataError, match="without an Ekman group"):
+        read_goemotions(tmp_path, ekman=True)
+    (tmp_path / "emotions.txt").write_text("admiration\nanger\njoy\nneutral\n")
+    ek = read_goemotions(tmp_path, ekman=True)["train"]
+    assert ek.labels[3] == "joy" and ek.y[0].tolist() == [0, 0, 0, 1, 0, 0, 0]
+    (tmp_path / "test.tsv").write_text("fine\t9\tid\n")
+    with pytest.raises(DataError, match=r"test.tsv:1: label id 9 outside"):
+        read_goemotions(tmp_path)
+
+
+def test_crowdflower_reader_merge_split_and_errors(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = ["tweet_id,sentiment,content"]
+    src = ["happiness", "fun", "love", "neutral", "sadness", "worry", "boredom"]
+    for i in range(140):
+        rows.append(f'{i},{src[i % 7]},"tweet {i} &amp; {rng.integers(1000)}"')
+    p = tmp_path / "tweet_emotions.csv"
+    p.write_text("\n".join(rows) + "\n")
+    sp = read_crowdflower(p)
+    assert sp["train"].labels == sorted(set(CROWDFLOWER_MERGE.values()))
+    n = sum(len(v) for v in sp.values())
+    assert n == 120  # 'boredom' (20 rows) dropped by the documented merge table, nothing else
+    assert 10 <= len(sp["test"]) <= 14
+    again = read_crowdflower(p)
+    assert again["test"].texts == sp["test"].texts  # seeded split
+    assert len(read_crowdflower(p, merge=False)["train"].labels) == 13
+    (tmp_path / "bad.csv").write_text("tweet_id,sentiment,text\n1,fun,hello\n")
+    with pytest.raises(DataError, match=r"bad.csv:1: missing column 'content'"):
+        read_crowdflower(tmp_path / "bad.csv")
+    (tmp_path / "bad.csv").write_text("tweet_id,sentiment,content\n1,fun,hello\n2,glee,hi\n")
+    with pytest.raises(DataError, match=r"bad.csv:3: unknown sentiment 'glee'"):
+        read_crowdflower(tmp_path / "bad.csv")
+
+
+def test_read_text_column(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_text("id,content\n1,hello there\n2,\"a, b\"\n")
+    assert read_text_column(p, "content") == ["hello there", "a, b"]
+    assert read_text_column(p) == ["hello there", "a, b"]
+    with pytest.raises(DataError, match="missing column 'tweet'"):
+        read_text_column(p, "tweet")
+    q = tmp_path / "t.txt"
+    q.write_text("one\ntwo\n")
+    assert read_text_column(q) == ["one", "two"]
+
+
+# ------------------------------------------------------------------------------------------ normalization
+def test_normalization_keeps_signal():
+    t = "@bob I LOVE this!!! 😂😂 #blessed http://t.co/x :) soooooo good &amp; fun <3"
+    n = normalize_text(t)
+    assert "@user" in n and "@bob" not in n and "http" in n and "t.co" not in n
+    assert "#blessed" in n and "😂" in n and "&" in n and "&amp;" not in n and "sooo " in n
+    toks = tokenize(n)
+    assert ":)" in toks and "<3" in toks and "😂" in toks and "#blessed" in toks
+    e = normalize_for_embedding(t)
+    assert "face with tears of joy" in e and "smile" in e and "blessed" in e and "#" not in e and "love" in e
+    assert "frown" in normalize_for_embedding("not today :(")
+    assert len(normalize_text("a" * (MAX_CHARS * 3))) <= MAX_CHARS
+
+
+# ---------------------------------------------------------------------------------------------- models
+@pytest.mark.parametrize("kind", ["naive_bayes", "tfidf_lr", "embed_lr", "embed_mlp"])
+def test_model_fit_predict_save_load(kind, corpus, tmp_path):
+    (tr, ytr), (va, yva) = corpus
+    params = {"epochs": 40} if kind == "embed_mlp" else {}
+    m = TextEmotionClassifier(kind, **params).fit(tr, ytr, LABELS, val=(va, yva))
+    p = m.predict_proba(va)
+    assert p.shape == (30, 3) and np.allclose(p.sum(1), 1, atol=1e-5)
+    assert (p.argmax(1) == yva).mean() >= 0.8
+    out = m.predict(["i feel so happy and wonderful today"])
+    assert out[0][0]["label"] == "joy" and [r["score"] for r in out[0]] == sorted([r["score"] for r in out[0]],
+                                                                                  reverse=True)
+    m.save(tmp_path / "m")
+    m2 = TextEmotionClassifier.load(tmp_path / "m.json")
+    assert m2.kind == kind and m2.labels == LABELS
+    assert np.allclose(m2.predict_proba(va), p, atol=1e-3)
+    with pytest.raises(ValueError, match="empty or whitespace"):
+        m.predict(["fine", "   "])
+
+
+def test_naive_bayes_matches_nltk_and_informative_table(corpus):
+    (tr, ytr), (va, _) = corpus
+    m = TextEmotionClassifier("naive_bayes", top_words=50).fit(tr, ytr, LABELS)
+    nb = m.backend.nltk_model
+    for text in va[:5]:
+        present = set(tokenize(normalize_text(text)))
+        pd = nb.prob_classify({w: (True if w in present else None) for w in m.backend.vocab})
+        assert np.allclose([pd.prob(c) for c in range(3)], m.predict_proba([text])[0], atol=1e-5)
+    table = m.most_informative_features(5)
+    assert len(table) == 5 and table[0]["feature"].startswith("contains(") and table[0]["ratio"] > 2
+    with pytest.raises(ValueError, match="naive_bayes"):
+        TextEmotionClassifier("tfidf_lr").fit(tr, ytr, LABELS).most_informative_features()
+
+
+def test_multilabel_thresholds_and_ensemble(corpus, tmp_path):
+    (tr, ytr), (va, yva) = corpus
+    y = np.eye(3, dtype=np.uint8)[ytr]
+    y[::4, 0] = 1
+    yv = np.eye(3, dtype=np.uint8)[yva]
+    a = TextEmotionClassifier("tfidf_lr").fit(tr, y, LABELS, multi_label=True, val=(va, yv))
+    assert a.thresholds is not None and a.thresholds.shape == (3,)
+    labs = a.predict_labels(va[:6])
+    assert all(isinstance(x, list) for x in labs) and labs[1] == ["sadness"]
+    b = TextEmotionClassifier("naive_bayes").fit(tr, y, LABELS, multi_label=True)
+    e = TextEmotionClassifier.ensemble([a, b], [0.7, 0.3])
+    e.save(tmp_path / "ens")
+    e2 = TextEmotionClassifier.load(tmp_path / "ens")
+    assert np.allclose(e2.predict_proba(va), e.predict_proba(va), atol=1e-3)
+    with pytest.raises(ValueError, match="multi-label y must be"):
+        TextEmotionClassifier("tfidf_lr").fit(tr, ytr, LABELS, multi_label=True)
+    with pytest.raises(ValueError, match="unknown text model kind"):
+        TextEmotionClassifier("bert_xxl")
+
+
+def test_finetune_tiny_roundtrip(tmp_path):
+    """End-to-end MiniLM fine-tuning (top layer only, two steps): trains, saves only that layer, reloads."""
+    texts = ["so happy today", "great joy", "i am sad", "tears and grief"]
+    y = np.array([0, 0, 1, 1])
+    m = TextEmotionClassifier("finetune", train_layers=1, epochs=1, max_length=12, batch_size=2)
+    m.fit(texts, y, ["joy", "sadness"])
+    p = m.predict_proba(texts)
+    assert p.shape == (4, 2) and np.allclose(p.sum(1), 1, atol=1e-5)
+    m.save(tmp_path / "ft")
+    assert (tmp_path / "ft.safetensors").stat().st_size < 5_000_000  # one layer in float16 + head
+    assert np.allclose(TextEmotionClassifier.load(tmp_path / "ft").predict_proba(texts), p, atol=2e-3)
+
+
+def test_minilm_offline_no_network(monkeypatch):
+    """The bundled MiniLM loads and embeds with every socket connection refused."""
+    from emotionlab.text import embed
+
+    def refuse(*a, **k):
+        raise OSError("network disabled in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(embed, "_MODEL", None)
+    v = embed.embed_texts(["I am so happy today", "This is terrible and sad", "I am so happy today"], cache=False)
+    assert v.shape == (3, 384) and np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-4)
+    assert np.allclose(v[0], v[2], atol=1e-5) and float(v[0] @ v[1]) < 0.9
+    cached = embed.embed_texts(["I am so happy today"])  # writes the cache, then reads it back
+    assert np.allclose(embed.embed_texts(["I am so happy today"]), cached)
+
+
+# ------------------------------------------------------------------------------------------ shipped models
+def test_shipped_default_predicts_obvious_texts():
+    clf = load_text_model("default")
+    assert clf.labels and clf.name == "default"
+    out = clf.predict(["I am so happy and joyful today!", "I am furious, this makes me so angry!"])
+    assert out[0][0]["label"] in ("joy", "happiness", "happy")
+    assert out[1][0]["label"] == "anger"
+    with pytest.raises(ValueError, match="unknown text model 'nope'"):
+        load_text_model("nope")
+
+
+# --------------------------------------------------------------------------------------------------- CLI
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory):
+    (tr, ytr), (va, yva) = make_corpus(90, 0), make_corpus(30, 1)
+    path = tmp_path_factory.mktemp("textmodel") / "tiny"
+    TextEmotionClassifier("tfidf_lr").fit(tr, ytr, LABELS).save(path)
+    return path.with_suffix(".json")
+
+
+def _run(args):
+    from typer.testing import CliRunner
+
+    from emotionlab.cli import app
+
+    r = CliRunner().invoke(app, args)
+    r.flat = " ".join(r.output.split())  # Rich wraps long error lines
+    return r
+
+
+def test_cli_text_table_and_json(saved_model):
+    r = _run(["text", "so happy and wonderful", "i hate this, so angry", "--model", str(saved_model), "--json"])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    assert [d["label"] for d in data] == ["joy", "anger"] and len(data[0]["scores"]) == 3
+    r = _run(["text", "tears and grief", "--model", str(saved_model)])
+    assert r.exit_code == 0 and "sadness" in r.stdout
+
+
+def test_cli_text_bad_input(saved_model, tmp_path):
+    r = _run(["text", "   ", "--model", str(saved_model)])
+    assert r.exit_code == 2 and "empty" in r.flat and "Traceback" not in r.flat
+    r = _run(["text", "hello", "--model", "no_such_model"])
+    assert r.exit_code == 2 and "unknown text model" in r.flat
+    r = _run(["text"])
+    assert r.exit_code == 2 and "--file" in r.flat
+    p = tmp_path / "in.csv"
+    p.write_text("id,content\n1,happy\n")
+    r = _run(["text", "--file", str(p), "--column", "tweet", "--model", str(saved_model)])
+    assert r.exit_code == 2 and "missing column 'tweet'" in r.flat
+    p.write_bytes(b"id,content\n1,happy \xff\n")
+    r = _run(["text", "--file", str(p), "--model", str(saved_model)])
+    assert r.exit_code == 2 and "not valid UTF-8" in r.flat
+
+
+def test_cli_text_file(saved_model, tmp_path):
+    p = tmp_path / "in.csv"
+    p.write_text("id,content\n1,so happy and great\n2,\n3,furious rage\n")
+    out = tmp_path / "preds.csv"
+    r = _run(["text", "--file", str(p), "--column", "content", "--out", str(out), "--model", str(saved_model)])
+    assert r.exit_code == 0, r.output
+    import csv
+
+    rows = list(csv.DictReader(out.open()))
+    assert [x["label"] for x in rows] == ["joy", "", "anger"] and rows[1]["error"] == "empty text"
+    assert abs(sum(float(rows[0][f"score_{lab}"]) for lab in LABELS) - 1) < 1e-3
+
+
+def test_cli_text_evaluate(saved_model, tmp_path):
+    _tweeteval_dir(tmp_path)
+    r = _run(["text-evaluate", "--dataset", "tweeteval", "--data", str(tmp_path), "--model", str(saved_model),
+              "--json"])
+    assert r.exit_code == 0, r.output
+    m = json.loads(r.stdout)
+    assert m["accuracy"] >= 0.8 and len(m["confusion_matrix"]) == 3 and "joy" in m["per_class"]
+    r = _run(["text-evaluate", "--dataset", "tweeteval", "--data", str(tmp_path), "--model", str(saved_model)])
+    assert r.exit_code == 0 and "macro-F1" in r.stdout
+    r = _run(["text-evaluate", "--dataset", "imdb", "--data", str(tmp_path)])
+    assert r.exit_code == 2 and "unknown dataset" in r.flat
+    r = _run(["text-evaluate", "--dataset", "carer", "--data", str(tmp_path), "--model", str(saved_model)])
+    assert r.exit_code == 2 and "no carer data" in r.flat
+
+
+@pytest.mark.slow
+def test_real_text_datasets_read(shared_data):
+    expected = {"tweeteval": (3257, 374, 1421), "carer": (16000, 2000, 2000), "goemotions": (43410, 5426, 5427)}
+    for name, sizes in expected.items():
+        sp = load_text_dataset(name, shared_data)
+        assert tuple(len(sp[k]) for k in ("train", "val", "test")) == sizes
+    cf = load_text_dataset("crowdflower", shared_data)
+    assert cf["train"].labels == ["happiness", "love", "neutral", "sadness", "worry"]
+    assert sum(len(v) for v in cf.values()) == 40000 - (827 + 2187 + 1323 + 179 + 110)  # dropped labels only
