@@ -20,6 +20,7 @@ are comparable with each other, not with unpinned runs.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -36,6 +37,17 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 FER_VENV = REPO / "benchmarks" / ".venv-fer"
 PEERS = REPO / "benchmarks" / "peers"
+
+
+def _load_fer_common():
+    """benchmarks/peers/fer_common.py: numpy-only helpers shared with the scripts run inside the fer venv."""
+    spec = importlib.util.spec_from_file_location("fer_common", PEERS / "fer_common.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+fer_common = _load_fer_common()
 FER_PIN = "fer==25.10.3"
 FER_DEPS = ["tensorflow-cpu", "opencv-python-headless<5", "pandas", "pillow", "setuptools<81"]
 FRAME_W, FRAME_H = 640, 480
@@ -302,38 +314,39 @@ def eval_ours(name: str, crops: np.ndarray, y: np.ndarray, latency_n: int, threa
     return rows
 
 
-def make_recognizer(name: str, threads: int):
-    """``FaceEmotionRecognizer(model=name)`` with its default detector and backend, pinned to ``threads``."""
+def make_recognizer(name: str, threads: int, detector: str = "auto"):
+    """``FaceEmotionRecognizer(model=name, detector=detector)`` with its default backend, pinned to ``threads``."""
     import inspect
 
     from emotionlab.inference import FaceEmotionRecognizer
 
-    kw = {"model": name}
+    kw = {"model": name, "detector": detector}
     if "threads" in inspect.signature(FaceEmotionRecognizer).parameters:
         kw["threads"] = threads
     return FaceEmotionRecognizer(**kw)
 
 
-def time_recognizer(rec, frames: np.ndarray, counts: np.ndarray, repeat: int, warmup: int = 2) -> dict:
-    """``rec.predict(frame)`` per frame, as fer_common.time_frames does for fer: {faces per frame: timing}."""
+def time_recognizer(rec, frames: np.ndarray, counts: np.ndarray, repeat: int, boxes: np.ndarray | None = None,
+                    warmup: int = 2) -> dict:
+    """``rec.predict(frame)`` per frame, measured and summarized exactly as fer_common.time_frames does for fer."""
     out = {}
     for k in sorted(set(counts.tolist())):
-        sel = frames[counts == k]
-        for f in sel[:warmup]:
-            rec.predict(f)
-        times, found = [], []
+        idx = np.flatnonzero(counts == k)
+        for i in idx[:warmup]:
+            rec.predict(frames[i])
+        times, found, matched = [], [], []
         for _ in range(repeat):
-            for f in sel:
+            for i in idx:
                 t0 = time.perf_counter()
-                faces = rec.predict(f)
+                faces = rec.predict(frames[i])
                 times.append(time.perf_counter() - t0)
                 found.append(len(faces))
-        t = np.asarray(times) * 1000.0
-        out[str(k)] = {"ms_per_frame": float(t.mean()), "fps": 1000.0 / float(t.mean()),
-                       "p50_ms": float(np.percentile(t, 50)), "p90_ms": float(np.percentile(t, 90)),
-                       "frames": len(sel), "repeat": repeat, "faces_found_per_frame": float(np.mean(found)),
-                       "model_name": getattr(rec, "model_name", None), "backend": getattr(rec, "backend", None),
-                       "detector": getattr(rec, "detector_name", None)}
+                if boxes is not None:
+                    matched.append(fer_common.matched_faces([f.box for f in faces], boxes[i]))
+        out[str(k)] = {**fer_common.summarize(np.asarray(times) * 1000.0, np.asarray(found),
+                                              np.asarray(matched) if boxes is not None else None),
+                       "frames": len(idx), "repeat": repeat, "model_name": getattr(rec, "model_name", None),
+                       "backend": getattr(rec, "backend", None), "detector": getattr(rec, "detector_name", None)}
     return out
 
 
@@ -347,26 +360,28 @@ def best_round(rounds: list[dict]) -> dict:
     return best
 
 
-def end_to_end(fer_first: dict, frames_npz: Path, frames: np.ndarray, counts: np.ndarray, names: list[str],
-               args) -> dict:
+def end_to_end(fer_first: dict, frames_npz: Path, frames: np.ndarray, counts: np.ndarray, boxes: np.ndarray,
+               names: list[str], args) -> dict:
     """fer and our recognizers, alternating for ``--rounds`` rounds on the same frames; best round per side."""
     rows: dict = {"fer": [fer_first]}
     recs: dict = {}
+    detectors = [d.strip() for d in args.detectors.split(",") if d.strip()]
     for name in names:
-        key = f"emotionlab {name}"
-        try:
-            recs[key] = make_recognizer(name, args.threads)
-            rows[key] = []
-        except ImportError as ex:
-            rows[key] = {"error": f"not measured (FaceEmotionRecognizer unavailable: {ex})"}
-        except FileNotFoundError as ex:
-            rows[key] = {"error": f"not available: {ex}"}
+        for det in detectors:
+            key = f"emotionlab {name}" + (f" [{det}]" if detectors != ["auto"] else "")
+            try:
+                recs[key] = make_recognizer(name, args.threads, det)
+                rows[key] = []
+            except ImportError as ex:
+                rows[key] = {"error": f"not measured (FaceEmotionRecognizer unavailable: {ex})"}
+            except (FileNotFoundError, ValueError) as ex:
+                rows[key] = {"error": f"not available: {ex}"}
     for r in range(args.rounds):
         if r > 0:
             log(f"end to end: round {r + 1}/{args.rounds}")
             rows["fer"].append(run_fer(frames_npz, args.threads, ["--repeat", str(args.repeat)])["frames"])
         for key, rec in recs.items():
-            rows[key].append(time_recognizer(rec, frames, counts, args.repeat))
+            rows[key].append(time_recognizer(rec, frames, counts, args.repeat, boxes))
     all_rounds = {k: v for k, v in rows.items() if isinstance(v, list)}
     return {"frames_per_setting": args.frames, "repeat": args.repeat, "rounds": args.rounds,
             "rows": {k: (best_round(v) if isinstance(v, list) else v) for k, v in rows.items()},
@@ -410,7 +425,8 @@ def markdown(report: dict) -> str:
                        f"{e['repeat']} passes, best of {e.get('rounds', 1)} alternating rounds; "
                        f"{report.get('frame_source', '')}; every frame checked to have all faces found by fer's "
                        "Haar settings):"), "",
-                  "| system | faces/frame | faces found | ms/frame (mean) | ms/frame (p50) | fps | speed-up vs fer |",
+                  ("| system | faces/frame | faces found (at pasted faces) | ms/frame (mean) | ms/frame (p50) | fps "
+                   "| speed-up vs fer |"),
                   "|---|---:|---:|---:|---:|---:|---:|"]
         fer_ms = {k: v["ms_per_frame"] for k, v in e["rows"].get("fer", {}).items() if isinstance(v, dict)}
         for system, per_k in e["rows"].items():
@@ -419,7 +435,10 @@ def markdown(report: dict) -> str:
                 continue
             for k, v in per_k.items():
                 ratio = fer_ms.get(k, float("nan")) / v["ms_per_frame"] if system != "fer" else 1.0
-                lines.append(f"| {system} | {k} | {v['faces_found_per_frame']:.2f} | {v['ms_per_frame']:.1f} | "
+                found = f"{v['faces_found_per_frame']:.2f}"
+                if v.get("faces_matched_per_frame") is not None:
+                    found += f" ({v['faces_matched_per_frame']:.2f})"
+                lines.append(f"| {system} | {k} | {found} | {v['ms_per_frame']:.1f} | "
                              f"{_f(v.get('p50_ms'), '.1f')} | {v['fps']:.1f} | {ratio:.2f}× |")
     m = report["machine"]
     lines += ["", (f"Machine: {m['cpu']}, {m['cores']} cores, load average at start {m['load_average_at_start']}; "
@@ -439,6 +458,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latency-n", type=int, default=500, help="crops timed one at a time for ms/face (batch 1)")
     ap.add_argument("--frames", type=int, default=10, help="frames per setting (1 face, 5 faces)")
     ap.add_argument("--repeat", type=int, default=3, help="timed passes over the frames")
+    ap.add_argument("--detectors", default="auto",
+                    help="our face detectors to time end to end, comma-separated (see FaceEmotionRecognizer)")
     ap.add_argument("--rounds", type=int, default=2,
                     help="end-to-end rounds alternating fer and ours; the fastest round of each is reported")
     ap.add_argument("--faces", default=None,
@@ -528,8 +549,9 @@ def main(argv: list[str] | None = None) -> int:
 
         if frames is not None:
             frames_npz = tmp / "frames.npz"
-            np.savez(frames_npz, frames=frames, frame_faces=counts)
-            report["end_to_end"] = end_to_end(fer_main["frames"], frames_npz, frames, counts, model_names, args)
+            np.savez(frames_npz, frames=frames, frame_faces=counts, frame_boxes=boxes)
+            report["end_to_end"] = end_to_end(fer_main["frames"], frames_npz, frames, counts, boxes, model_names,
+                                              args)
 
     md = markdown(report)
     print(md)

@@ -47,12 +47,15 @@ def train(args, occlude: float, out: Path) -> dict:
     cfg = REPO / "configs" / f"{args.model}_cpu.yaml"
     if cfg.exists():
         cmd[2:2] = ["--config", os.path.relpath(cfg, REPO)]
+    if (out / "last.json").exists() and (out / "config.json").exists():
+        cmd.append("--resume")  # an interrupted run continues from its last finished epoch
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
     runner = [sys.executable, "-c", "import sys; from emotionlab.cli import main; main(sys.argv[1:])"]
     print("$", shlex.join(cmd), flush=True)
     t0 = time.perf_counter()
     subprocess.run(runner + cmd[1:], check=True, env=env, cwd=REPO)
-    return {"command": shlex.join(cmd), "seconds": round(time.perf_counter() - t0, 1)}
+    return {"command": shlex.join(c for c in cmd if c != "--resume"), "seconds": round(time.perf_counter() - t0, 1),
+            "resumed": "--resume" in cmd}
 
 
 def evaluate(run: Path, data: Path, tta: str, limit: int | None) -> dict:
@@ -76,6 +79,11 @@ def evaluate(run: Path, data: Path, tta: str, limit: int | None) -> dict:
             "best_epoch": card.get("training", {}).get("epochs_run"),
             "val_accuracy": card.get("metrics", {}).get("validation", {}).get("accuracy"),
             "label_counts": np.bincount(labels, minlength=len(loaded.labels)).tolist()}
+
+
+def _rel(text: str) -> str:
+    """Paths in commands relative to the repository, as a reader would type them."""
+    return text.replace(f"{REPO}/", "").replace(f"{REPO.parent}/", "../")
 
 
 def pct(v: float) -> str:
@@ -127,8 +135,12 @@ def markdown(res: dict) -> str:
               f"({pct(a['eval']['black']['none']['accuracy'])} → {pct(b['eval']['black']['none']['accuracy'])}).",
               "* Accuracy lost to each mask (black), plain → occlusion-trained: "
               + ", ".join(f"{m} {100 * drop_a[m]:.1f} → {100 * drop_b[m]:.1f}" for m in masked) + " points.",
-              "", "Commands (from `benchmarks/occlusion_training.py`):", ""]
-    lines += [f"    {run['train']['command']}   # {run['train']['seconds'] / 60:.1f} min" for run in (a, b)]
+              "", f"Run: `.venv/bin/python benchmarks/occlusion_training.py --model {res['settings']['model']} "
+              f"--max-train {res['settings']['max_train']} --epochs {res['settings']['epochs']} --occlude {p}`, "
+              "which runs:", ""]
+    lines += [f"    {_rel(run['train']['command'])}   # {run['train']['seconds'] / 60:.1f} min"
+              + (" (resumed after an interruption: remaining epochs only)" if run["train"].get("resumed") else "")
+              for run in (a, b)]
     s = res["settings"]
     lines += ["", f"Machine: {s['machine']}; {s['threads']} torch thread(s) per training"
               + (f"; {s['note']}" if s.get("note") else "") + f". Date {s['date']}. Raw numbers: "
@@ -160,6 +172,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=REPO / "out" / "bench-occlusion")
     ap.add_argument("--markdown", type=Path, default=REPO / "docs" / "results_explain.md")
     ap.add_argument("--skip-train", action="store_true", help="Reuse the runs already in --out.")
+    ap.add_argument("--render-only", action="store_true", help="Rewrite the Markdown from OUT/results.json.")
     ap.add_argument("--note", default="", help="Free text for the machine line (e.g. other load on the CPU).")
     args = ap.parse_args()
     if not args.data.exists():
@@ -168,6 +181,9 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+    if args.render_only:
+        write_section(args.markdown, markdown(json.loads((args.out / "results.json").read_text())))
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     runs = {}
     for key, p in (("plain", 0.0), ("occluded", args.occlude)):

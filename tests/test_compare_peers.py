@@ -31,6 +31,15 @@ def test_to_fer7_reorders_by_name_and_rejects_missing_classes(cp):
         cp.to_fer7(probs[:, :3], ["neutral", "happy", "sad"])
 
 
+def test_matched_faces_counts_each_pasted_face_once(cp):
+    truth = np.array([(0, 0, 100, 100), (200, 0, 100, 100), (-1, -1, -1, -1)])
+    match = cp.fer_common.matched_faces
+    assert match([(5, 5, 100, 100)], truth) == 1
+    assert match([(5, 5, 100, 100), (10, 10, 90, 90)], truth) == 1  # two boxes on one face count once
+    assert match([(5, 5, 100, 100), (195, 5, 100, 100), (400, 400, 50, 50)], truth) == 2
+    assert match([(400, 300, 100, 100)], truth) == 0 and match([], truth) == 0
+
+
 def test_build_frames_puts_every_face_where_haar_finds_it(cp):
     import cv2
 
@@ -74,21 +83,23 @@ def test_markdown_reports_ratio_and_errors(cp):
 def test_fer_eval_runs_on_crops_and_frames(cp, tmp_path):
     images, labels, _ = make_fer_rows(7)
     sources, _ = cp.frame_sources(images, str(REPO / "examples"))
-    frames, counts, _ = cp.build_frames(sources, (1,), n_frames=1, seed=1)
+    frames, counts, boxes = cp.build_frames(sources, (1,), n_frames=1, seed=1)
     npz = tmp_path / "in.npz"
-    np.savez(npz, crops=images, labels=labels, frames=frames, frame_faces=counts)
+    np.savez(npz, crops=images, labels=labels, frames=frames, frame_faces=counts, frame_boxes=boxes)
     res = cp.run_fer(npz, threads=1, extra=["--repeat", "1"])
     cl = res["classify"]
     probs = np.asarray(cl["probs"])
     assert probs.shape == (7, 7) and np.allclose(probs.sum(1), 1, atol=1e-2)
     assert cl["labels"][0] == "angry" and cl["classifier_input_shape"] == [64, 64]
     assert res["frames"]["1"]["faces_found_per_frame"] == 1.0 and res["frames"]["1"]["ms_per_frame"] > 0
+    assert res["frames"]["1"]["faces_matched_per_frame"] == 1.0
     # fer_bench.py: the interface the pipeline's `emotionlab bench --peers` calls
     out = subprocess.run([str(FER_PY), str(REPO / "benchmarks" / "peers" / "fer_bench.py"), str(npz), "--repeat", "1"],
                          check=False, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     bench = json.loads(out.stdout)
     assert bench["fps"] == pytest.approx(1000.0 / bench["ms_per_frame"])
+    assert bench["by_faces"]["1"]["frames"] == 1 and bench["by_faces"]["1"]["faces_matched_per_frame"] == 1.0
 
 
 def test_fer_bench_rejects_npz_without_frames(tmp_path):

@@ -117,6 +117,18 @@ def test_near_pairs_matches_brute_force():
         near_pairs(h, 40)
 
 
+def test_phash_equals_reference_dct_hash():
+    """Same bits as the textbook pHash: cv2.dct of the 32x32 resize, 8x8 low block against its median."""
+    from emotionlab.data.dedup import phash
+
+    imgs = np.concatenate([_smooth_faces(20, 9), make_fer_rows(14)[0]])
+    ref = []
+    for im in imgs:
+        d = cv2.dct(cv2.resize(im, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float64))[:8, :8]
+        ref.append(int("".join("1" if b else "0" for b in (d > np.median(d)).reshape(-1)), 2))
+    np.testing.assert_array_equal(phash(imgs, chunk=16), np.array(ref, dtype=np.uint64))
+
+
 def test_phash_is_stable_under_noise_and_differs_between_faces():
     from emotionlab.data.dedup import hamming, phash
 
@@ -347,3 +359,23 @@ def test_review_ferplus_proposes_strong_disagreements(tiny_fer_csv, tmp_path):
     relabelled = tmp_path / "r.csv"
     assert run("relabel", tiny_fer_csv, "--changes", out, "--out", relabelled).exit_code == 0
     assert load_fer2013(relabelled).labels[0] == 3
+
+
+def test_dedup_on_image_folder_names_paths_and_drops_to_folder(tmp_path):
+    imgs = _smooth_faces(4, 11)
+    root = tmp_path / "faces"
+    for split, cls, name, im in [("train", "happy", "a.png", imgs[0]), ("train", "sad", "b.png", imgs[1]),
+                                 ("test", "happy", "a_copy.png", imgs[0]), ("test", "fear", "c.png", imgs[2]),
+                                 ("train", "fear", "d.png", imgs[3])]:
+        (root / split / cls).mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / split / cls / name), im)
+    groups, clean = tmp_path / "g.csv", tmp_path / "clean"
+    res = run("dedup", root, "--json", "--groups", groups, "--drop", clean)
+    assert res.exit_code == 0, res.output
+    s = json.loads(res.stdout)
+    assert s["exact"]["groups"] == 1 and s["exact"]["cross_split_pairs"] == {"test~train": 1}
+    with open(groups) as f:
+        rows = {Path(r["path"]).name: r["action"] for r in csv.DictReader(f)}
+    assert rows == {"a.png": "drop", "a_copy.png": "keep"}
+    assert sorted(str(p.relative_to(clean)) for p in clean.rglob("*.png")) == [
+        "test/fear/c.png", "test/happy/a_copy.png", "train/fear/d.png", "train/sad/b.png"]

@@ -1,7 +1,6 @@
 """Data layer: FER-2013 CSV reader and cache, FER+ votes, image folders, label sets. Tiny generated data only."""
 from __future__ import annotations
 
-import gzip
 import os
 from pathlib import Path
 
@@ -86,7 +85,7 @@ def test_fer_bad_row_names_line_and_problem(tmp_path, bad, expect):
     with pytest.raises(DataError) as ei:
         load_fer2013(p)
     msg = str(ei.value)
-    assert f"bad.csv:4: row 2:" in msg and expect in msg and "--skip-bad" in msg
+    assert "bad.csv:4: row 2:" in msg and expect in msg and "--skip-bad" in msg
     assert ei.value.line == 4
 
 

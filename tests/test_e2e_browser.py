@@ -108,10 +108,11 @@ def test_label_appears_over_live_video(tmp_path):
     from emotionlab.inference import FaceEmotionRecognizer
 
     labels = set(FaceEmotionRecognizer().labels)
-    y4m = _make_y4m(_sample_photo(), tmp_path / "face.y4m")
+    photo = _sample_photo()
+    y4m = _make_y4m(photo, tmp_path / "face.y4m")
     shot = tmp_path / "e2e.png"
     with serving(tmp_path) as url:
-        r = subprocess.run(["node", str(E2E / "live.mjs"), url + "/", str(y4m), str(shot), "4"], cwd=E2E,
+        r = subprocess.run(["node", str(E2E / "live.mjs"), url + "/", str(y4m), str(shot), "3", str(photo)], cwd=E2E,
                            capture_output=True, text=True, timeout=150, check=False)
     assert r.returncode == 0, f"browser run failed:\n{r.stdout}\n{r.stderr}"
     res = json.loads(r.stdout.strip().splitlines()[-1])
@@ -119,7 +120,13 @@ def test_label_appears_over_live_video(tmp_path):
     assert res["label"] in labels, res
     assert res["external_requests"] == [], "the page fetched something that is not on this server"
     assert res["debug_crops"] >= 1
+    assert res["upload_labels"] and set(res["upload_labels"]) <= labels, "no label over the uploaded image"
+    assert res["docs_operations"] >= 4, "the Swagger UI docs did not render"
     assert res["fps"] > 0
+    from emotionlab.serve.fusion import SHARED_LABELS
+
+    fused = res.get("fused", "").lower()
+    assert any(lab in fused for lab in SHARED_LABELS), f"no fused label shown: {fused!r}"
     assert shot.exists() and shot.stat().st_size > 10_000
     out = REPO / "out"
     out.mkdir(exist_ok=True)

@@ -323,3 +323,63 @@ def test_explain_dataset_cli(tmp_path, tiny_fer_csv):
         assert np.isfinite(z["mean_saliency"]).all() and z["mean_saliency"].max() <= 1
     for f in ("average_maps.png", "examples.png"):
         assert cv2.imread(str(out / f)) is not None
+
+
+def test_landmarks_map_into_crop_and_medical_mask_covers_mouth_not_eyes():
+    from emotionlab.data.preprocess import PreprocessConfig, crop_face
+    from emotionlab.explain.faces import landmarks_in_crop
+    from emotionlab.explain.occlusion_study import TEMPLATE_LANDMARKS, face_occlusion
+
+    cfg = PreprocessConfig(size=48, expand=1.15)
+    box = (100, 60, 80, 80)
+    # a bright dot at a landmark must land on the same crop pixel as the mapped landmark
+    img = np.zeros((300, 300), np.uint8)
+    img[118:123, 158:163] = 255  # centre (160, 120)
+    (lx, ly), = landmarks_in_crop([(160.0, 120.0)], box, cfg)
+    crop = crop_face(img, box, cfg)
+    yy, xx = np.unravel_index(np.argmax(crop), crop.shape)
+    assert abs(xx - lx) <= 1.5 and abs(yy - ly) <= 1.5
+    mask, src = face_occlusion("medical", 48)
+    assert src == "template" and mask.dtype == bool
+    (rex, rey), (lex, ley), (nx, ny), (mx, my) = (TEMPLATE_LANDMARKS * 48).astype(int)
+    assert mask[my, mx] and mask[ny + 3, nx] and not mask[rey, rex] and not mask[ley, lex]
+    lm = TEMPLATE_LANDMARKS * 48 + np.array([0, 4], np.float32)  # detector landmarks take precedence
+    mask2, src2 = face_occlusion("medical", 48, lm)
+    assert src2 == "landmarks" and not np.array_equal(mask, mask2)
+    with pytest.raises(KeyError, match="unknown occlusion"):
+        face_occlusion("scarf", 48)
+
+
+def test_occlusion_table_medical_template():
+    from emotionlab.explain.occlusion_study import face_occlusion, occlusion_table
+    from emotionlab.training.engine import predict_proba
+
+    images, labels, _ = make_fer_rows(14)
+    table = occlusion_table(_loaded("band"), images, labels, ["none", "medical"])
+    pca = table["medical"]["per_class_accuracy"]
+    assert pca["angry"] == 1.0 and pca["disgust"] == 1.0  # forehead bands stay visible
+    loaded = _loaded("mini_xception")
+    table = occlusion_table(loaded, images, labels, ["medical"])
+    masked = apply_mask(images, face_occlusion("medical", 48)[0])
+    assert (masked[:, 40, 24] == 0).all() and (masked[:, 5, 24] == images[:, 5, 24]).all()
+    manual = predict_proba(loaded.model, masked, loaded.preprocess).argmax(1)
+    assert table["medical"]["accuracy"] == pytest.approx(float((manual == labels).mean()))
+
+
+def test_explain_cli_occlude(tmp_path):
+    from typer.testing import CliRunner
+
+    from emotionlab.cli import app
+
+    run = _save_run(_model("emonet_t"), tmp_path / "run")
+    p = tmp_path / "face.png"
+    cv2.imwrite(str(p), np.full((48, 48), 200, np.uint8))
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["explain", str(p), "--model", str(run), "--method", "saliency",
+                                   "--occlude", "eyes", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    (row,) = json.loads((out / "explanations.json").read_text())
+    assert row["occlude"] == "eyes" and "_eyes_" in row["file"]
+    img = cv2.imread(row["file"])
+    # the eye band (rows 12-23 of 48, x4 in the 192 px overlay) is darker than the forehead
+    assert img[60:84].mean() < img[10:40].mean()

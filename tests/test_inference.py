@@ -6,9 +6,7 @@ schemas and agreement between backends.
 """
 from __future__ import annotations
 
-import io
 import json
-import os
 from pathlib import Path
 
 import cv2
@@ -57,10 +55,11 @@ def run_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def rec(run_dir, tmp_path_factory):
-    os.environ["EMOTIONLAB_CACHE"] = str(tmp_path_factory.getbasetemp() / "cache")
     from emotionlab.inference import FaceEmotionRecognizer
 
-    return FaceEmotionRecognizer(str(run_dir))
+    with pytest.MonkeyPatch.context() as mp:  # the ONNX export cache goes to the session's temp dir
+        mp.setenv("EMOTIONLAB_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+        yield FaceEmotionRecognizer(str(run_dir))
 
 
 @pytest.fixture(scope="module")
@@ -253,7 +252,8 @@ def test_video_gives_annotated_mp4_timeline_and_stable_ids(rec, astronaut, tmp_p
     cap = cv2.VideoCapture(res.outputs["video"])
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 8
     cap.release()
-    rows = list(csv.DictReader(open(res.outputs["timeline"])))
+    with open(res.outputs["timeline"]) as fh:
+        rows = list(csv.DictReader(fh))
     assert len(rows) == 16
     ids_left = {r["face_id"] for r in rows if int(r["x"]) < 240}
     ids_right = {r["face_id"] for r in rows if int(r["x"]) >= 240}
@@ -309,7 +309,7 @@ def test_draw_faces_and_debug_inset(rec, astronaut):
     dbg = draw_faces(astronaut, faces, debug=True)
     assert plain.shape == astronaut.shape and not np.array_equal(plain, astronaut)
     assert not np.array_equal(dbg, plain)  # the inset is there
-    x, y, w, h = faces[0].box
+    x, y, w, _ = faces[0].box
     assert not np.array_equal(plain[y, x:x + w], astronaut[y, x:x + w])  # the box's top edge is drawn
     assert np.array_equal(astronaut, cv2.imread(str(ASTRONAUT)))  # input untouched
 
@@ -329,3 +329,29 @@ def test_truncated_video_writes_what_it_decoded(rec, astronaut, tmp_path):
     assert 0 < res.frames < 10
     assert "stopped at frame" in res.error and "decoded part was written" in res.error
     assert Path(res.outputs["video"]).exists() and Path(res.outputs["timeline"]).exists()
+
+
+def test_huge_image_is_downscaled_for_detection(rec, astronaut):
+    big = cv2.resize(astronaut, (4096, 4096), interpolation=cv2.INTER_LINEAR)
+    faces = rec.predict(big)
+    assert len(faces) == 1
+    assert iou(faces[0].box, tuple(v * 8 for v in ASTRO_BOX)) > 0.7  # boxes come back in original pixels
+
+
+@pytest.mark.slow
+def test_detector_recall_on_pasted_utkface_chips(shared_data):
+    """A small version of benchmarks/bench_pipeline.py: real faces at known places, 10 frames + 10 empty."""
+    import importlib.util
+
+    from emotionlab.inference import create_detector
+
+    spec = importlib.util.spec_from_file_location("bench_pipeline", REPO / "benchmarks" / "bench_pipeline.py")
+    bp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bp)
+    chips = sorted((shared_data / "utkface" / "UTKFace").glob("*.jpg"))[:500]
+    if not chips:
+        pytest.skip("UTKFace chips not found")
+    frames, gts = bp.make_frames(chips, 10, seed=1)
+    det = create_detector("auto")
+    r = bp.score([[(*d.box, d.score) for d in det.detect(f)] for f in frames], gts, 10)
+    assert r["recall_140-240px"] >= 0.8 and r["fp_per_empty_frame"] <= 0.3, r

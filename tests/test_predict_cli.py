@@ -7,13 +7,11 @@ import shutil
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
+from test_inference import EXAMPLES, FER7, _two_face_frames, _write_video, make_run_dir
 from typer.testing import CliRunner
 
 from emotionlab.cli import app
-
-from test_inference import EXAMPLES, FER7, _two_face_frames, _write_video, make_run_dir
 
 runner = CliRunner()
 
@@ -52,7 +50,8 @@ def test_predict_json_schema_bad_files_counted_and_batch_continues(model_dir, tm
     assert "6 input(s): 2 ok, 4 failed; 6 face(s)" in " ".join(r.stderr.split())
     assert "random_emonet_t" in r.stderr  # says which model it uses
     assert (tmp_path / "out" / "a_good.jpg").exists() and (tmp_path / "out" / "sub" / "group.jpg").exists()
-    table = list(csv.DictReader(open(tmp_path / "faces.csv")))
+    with open(tmp_path / "faces.csv") as fh:
+        table = list(csv.DictReader(fh))
     assert sum(1 for t in table if t["label"]) == 6 and sum(1 for t in table if t["error"]) == 4
 
 

@@ -5,7 +5,8 @@ PyPI package ``tflite`` (a flatbuffer reader) and the two models from the ``medi
 
     pip download mediapipe==0.10.21 --no-deps -d /tmp/mp && cd /tmp/mp && unzip -q mediapipe-*.whl
     pip install --target /tmp/tflite_pkg tflite
-    PYTHONPATH=/tmp/tflite_pkg python tools/convert_blazeface.py /tmp/mp/mediapipe/modules/face_detection
+    PYTHONPATH=/tmp/tflite_pkg python tools/convert_blazeface.py /tmp/mp/mediapipe/modules/face_detection \
+        [--verify-with /tmp/mpvenv/bin/python]   # a throwaway venv with ai-edge-litert: exactness check
 
 The TFLite graph (NHWC, fp16 weights behind DEQUANTIZE, sparse weights behind DENSIFY) is turned into a flat
 list of ops that ``emotionlab.inference.blazeface.TFLiteGraph`` replays in PyTorch (NCHW). Constant ops are
@@ -45,7 +46,7 @@ MODELS = {
 
 def _tflite():
     try:
-        import tflite  # noqa: F401
+        import tflite
     except ImportError:
         sys.exit("this converter needs the dev-only package `tflite` (pip install tflite)")
     import tflite
@@ -228,6 +229,8 @@ def main(src_dir: str) -> None:
         # fp16 storage halves the files; the TFLite weights were fp16 to begin with (exact round-trip).
         save_file({k: v.half().contiguous() for k, v in tensors.items()}, str(ASSETS / f"{name}.safetensors"))
         (ASSETS / f"{name}.json").write_text(json.dumps(meta, indent=1))
+        for suffix in (".safetensors", ".json"):
+            (ASSETS / f"{name}{suffix}").chmod(0o644)
         n = sum(v.numel() for v in tensors.values())
         err = max(float((v.half().float() - v).abs().max()) for v in tensors.values())
         if err > 0:
@@ -235,5 +238,62 @@ def main(src_dir: str) -> None:
         print(f"{name}: {len(graph['ops'])} ops, {n:,} weights -> {ASSETS / name}.safetensors")
 
 
+LITERT_SCRIPT = r"""
+import sys, numpy as np
+from ai_edge_litert.interpreter import Interpreter
+d = np.load(sys.argv[1]); out = {}
+for name, path in (("short", sys.argv[3]), ("full", sys.argv[4])):
+    it = Interpreter(model_path=path); it.allocate_tensors()
+    inp, outs = it.get_input_details()[0], it.get_output_details()
+    regs, cls = [], []
+    for x in d[name]:
+        it.set_tensor(inp["index"], x[None]); it.invoke()
+        o = {tuple(od["shape"])[-1]: it.get_tensor(od["index"]) for od in outs}
+        regs.append(o[16][0]); cls.append(o[1][0])
+    out[name + "_reg"], out[name + "_cls"] = np.stack(regs), np.stack(cls)
+np.savez(sys.argv[2], **out)
+"""
+
+
+def verify(src_dir: str, litert_python: str) -> None:
+    """Compare our replay with the TFLite interpreter (``ai-edge-litert`` in another venv) on the sample photos."""
+    import subprocess
+    import tempfile
+
+    import cv2
+
+    sys.path.insert(0, str(ASSETS.parents[2]))
+    from emotionlab.inference.blazeface import BlazeFace
+
+    examples = sorted((ASSETS.parents[3] / "examples").glob("*.jpg"))
+    imgs = [cv2.imread(str(p)) for p in examples]
+    imgs.append(np.random.default_rng(0).integers(0, 255, (480, 640, 3)).astype(np.uint8))
+    nets = {n: BlazeFace(f"blazeface_{n}", backend="torch") for n in ("short", "full")}
+    x = {n: np.concatenate([m.preprocess(im)[0] for im in imgs]) for n, m in nets.items()}
+    with tempfile.TemporaryDirectory() as td:
+        np.savez(f"{td}/in.npz", **{n: v.transpose(0, 2, 3, 1).copy() for n, v in x.items()})
+        (Path(td) / "run.py").write_text(LITERT_SCRIPT)
+        src = Path(src_dir)
+        subprocess.run([litert_python, f"{td}/run.py", f"{td}/in.npz", f"{td}/out.npz",
+                        str(src / MODELS["blazeface_short"]["file"]), str(src / MODELS["blazeface_full"]["file"])],
+                       check=True)
+        ref = dict(np.load(f"{td}/out.npz"))
+    for n, m in nets.items():
+        r, c = m._run(x[n])
+        print(f"{n}: max |regressor diff| {np.abs(r - ref[n + '_reg']).max():.5f} "
+              f"(|values| up to {np.abs(ref[n + '_reg']).max():.0f}), max |logit diff| "
+              f"{np.abs(c - ref[n + '_cls']).max():.5f} on {len(imgs)} images")
+
+
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "/tmp/mp/mediapipe/modules/face_detection")
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Convert MediaPipe BlazeFace .tflite models to emotionlab assets.")
+    ap.add_argument("src", nargs="?", default="/tmp/mp/mediapipe/modules/face_detection",
+                    help="folder holding the two .tflite files (from the mediapipe wheel)")
+    ap.add_argument("--verify-with", metavar="PYTHON", default=None,
+                    help="a python with ai-edge-litert installed: compare raw outputs with the TFLite interpreter")
+    args = ap.parse_args()
+    main(args.src)
+    if args.verify_with:
+        verify(args.src, args.verify_with)

@@ -75,28 +75,73 @@ def check_frames(frames: np.ndarray, path: str) -> np.ndarray:
     return frames
 
 
-def time_frames(det, frames: np.ndarray, repeat: int = 3, warmup: int = 2) -> dict:
+def matched_faces(found, truth, iou_thr: float = 0.3) -> int:
+    """How many true faces (x, y, w, h; rows with w < 0 are padding) have their own found box with IoU >= thr.
+
+    Used by both sides of the comparison (fer here, emotionlab in compare_peers.py), so "faces found"
+    counts real faces, not false positives elsewhere in the frame.
+    """
+    def iou(a, b) -> float:
+        iw = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+        ih = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+        inter = iw * ih
+        return inter / max(a[2] * a[3] + b[2] * b[3] - inter, 1e-9)
+
+    free = [tuple(float(v) for v in f) for f in found]
+    n = 0
+    for t in truth:
+        if t[2] < 0:
+            continue
+        scores = [iou(t, f) for f in free]
+        if scores and max(scores) >= iou_thr:
+            free.pop(int(np.argmax(scores)))
+            n += 1
+    return n
+
+
+def summarize(ms: np.ndarray, found: np.ndarray, matched: np.ndarray | None = None) -> dict:
+    """Mean / p50 / p90 ms per frame, fps, and faces found (and matched to the pasted faces) per frame."""
+    mean = float(ms.mean()) if len(ms) else float("nan")
+    out = {"ms_per_frame": mean, "fps": 1000.0 / mean if len(ms) else float("nan"),
+           "p50_ms": float(np.percentile(ms, 50)) if len(ms) else None,
+           "p90_ms": float(np.percentile(ms, 90)) if len(ms) else None,
+           "faces_found_per_frame": float(found.mean()) if len(found) else 0.0}
+    if matched is not None:
+        out["faces_matched_per_frame"] = float(matched.mean()) if len(matched) else 0.0
+    return out
+
+
+def time_frames(det, frames: np.ndarray, repeat: int = 3, warmup: int = 2, groups: np.ndarray | None = None,
+                boxes: np.ndarray | None = None) -> dict:
     """End-to-end ``detect_emotions`` (Haar detection + classification) per frame, as fer's users call it.
 
     Every frame is processed ``repeat`` times after ``warmup`` untimed calls; we report the mean and
-    percentiles of per-frame wall time and how many faces fer found, so a fast time can't hide missed faces.
+    percentiles of per-frame wall time and how many faces fer found (and, given the pasted ``boxes``
+    (F, K, 4), how many of those it found), so a fast time can't hide missed faces. With ``groups``
+    (faces pasted per frame) the same measurements are also summarized per group.
     """
     for i in range(min(warmup, len(frames))):
         det.detect_emotions(frames[i])
-    times, found = [], []
+    times, found, matched, gid = [], [], [], []
     for _ in range(repeat):
-        for f in frames:
+        for i, f in enumerate(frames):
             t0 = time.perf_counter()
             res = det.detect_emotions(f)
             times.append(time.perf_counter() - t0)
             found.append(len(res))
-    t = np.asarray(times) * 1000.0
-    mean = float(t.mean()) if len(t) else float("nan")
-    return {"ms_per_frame": mean, "fps": 1000.0 / mean if len(t) else float("nan"),
-            "p50_ms": float(np.percentile(t, 50)) if len(t) else None,
-            "p90_ms": float(np.percentile(t, 90)) if len(t) else None,
-            "frames": len(frames), "repeat": int(repeat),
-            "faces_found_per_frame": float(np.mean(found)) if found else 0.0}
+            if boxes is not None:
+                matched.append(matched_faces([r["box"] for r in res], boxes[i]))
+            gid.append(i)
+    ms, found_a, gid_a = np.asarray(times) * 1000.0, np.asarray(found), np.asarray(gid, dtype=np.int64)
+    matched_a = np.asarray(matched) if boxes is not None else None
+    out = {**summarize(ms, found_a, matched_a), "frames": len(frames), "repeat": int(repeat)}
+    if groups is not None:
+        g = np.asarray(groups)[gid_a] if len(gid_a) else np.asarray([])
+        out["by_faces"] = {
+            str(k): {**summarize(ms[g == k], found_a[g == k], None if matched_a is None else matched_a[g == k]),
+                     "frames": int((groups == k).sum())}
+            for k in sorted(set(np.asarray(groups).tolist()))}
+    return out
 
 
 def versions() -> dict:

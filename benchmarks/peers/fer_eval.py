@@ -122,11 +122,13 @@ def main(argv: list[str] | None = None) -> None:
     if "frames" in data and not args.no_frames:
         frames = fer_common.check_frames(data["frames"], args.npz)
         groups = data.get("frame_faces")
+        boxes = data.get("frame_boxes")
         result["frames"] = {}
         keys = sorted(set(groups.tolist())) if groups is not None else [None]
         for k in keys:
-            sel = frames if k is None else frames[groups == k]
-            result["frames"][str(k if k is not None else "all")] = fer_common.time_frames(det, sel, args.repeat)
+            sel = np.ones(len(frames), bool) if k is None else groups == k
+            result["frames"][str(k if k is not None else "all")] = fer_common.time_frames(
+                det, frames[sel], args.repeat, boxes=None if boxes is None else boxes[sel])
     fer_common.emit(result, args.out)
 
 

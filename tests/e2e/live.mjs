@@ -1,9 +1,9 @@
 // End-to-end check of the demo page in headless Chromium (Debian's, driven by playwright-core).
-// usage: node live.mjs URL VIDEO.y4m SCREENSHOT.png [seconds]
+// usage: node live.mjs URL VIDEO.y4m SCREENSHOT.png [seconds] [PHOTO for the upload form]
 // Prints one JSON line {label, labels, fps, debug_crops, external_requests, console_errors}; exit 1 on failure.
 import { chromium } from "playwright-core";
 
-const [url, y4m, shot, secondsArg] = process.argv.slice(2);
+const [url, y4m, shot, secondsArg, photo] = process.argv.slice(2);
 if (!url || !y4m || !shot) {
   console.error("usage: node live.mjs URL VIDEO.y4m SCREENSHOT.png [seconds]");
   process.exit(2);
@@ -48,10 +48,21 @@ try {
   await page.check("#debug-toggle");
   await page.locator("#debug-faces img").first().waitFor({ state: "visible", timeout: 10000 });
   result.debug_crops = await page.locator("#debug-faces img").count();
+  if (photo) {
+    await page.setInputFiles("#image-input", photo);
+    await page.locator("#image-overlay .face-label").first().waitFor({ state: "visible", timeout: 30000 });
+    result.upload_labels = (await page.locator("#image-overlay .face-label").allTextContents()).map((s) => s.trim());
+  }
   await page.fill("#text-input", "What a wonderful surprise, I love it!");
   await page.click("#fuse-go");
-  await page.locator("#fused-result .big, #fused-result .error").first().waitFor({ timeout: 20000 });
+  await page.locator("#fused-result .big, #fused-result .error").first().waitFor({ timeout: 60000 });
   result.fused = (await page.locator("#fused-result").textContent()).trim().slice(0, 200);
+  // The OpenAPI docs render from local assets too (Swagger UI 5, OpenAPI 3.1).
+  const docs = await context.newPage();
+  await docs.goto(new URL("/docs", url).href, { waitUntil: "load" });
+  await docs.locator(".opblock").first().waitFor({ state: "visible", timeout: 20000 });
+  result.docs_operations = await docs.locator(".opblock").count();
+  await docs.close();
   await page.evaluate(() => window.scrollTo(0, 0));
   await page.screenshot({ path: shot, fullPage: true });
 } catch (e) {

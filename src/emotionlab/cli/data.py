@@ -160,12 +160,13 @@ def _write_clean(ds, keep: np.ndarray, out: Path) -> dict:
     from ..data.fer2013 import write_fer_csv
 
     sub = ds.subset(np.flatnonzero(keep))
-    if out.name.endswith(".csv") or out.name.endswith(".csv.gz"):
-        out.parent.mkdir(parents=True, exist_ok=True)
-        has_usage = not all(u in ("Unspecified", "all") for u in sub.usage.tolist())
-        write_fer_csv(out, sub.images, sub.labels, sub.usage if has_usage else None)
-    else:
-        export_folders(sub, out)
+    with console.status(f"writing the cleaned copy to {out}"):
+        if out.name.endswith(".csv") or out.name.endswith(".csv.gz"):
+            out.parent.mkdir(parents=True, exist_ok=True)
+            has_usage = not all(u in ("Unspecified", "all") for u in sub.usage.tolist())
+            write_fer_csv(out, sub.images, sub.labels, sub.usage if has_usage else None)
+        else:
+            export_folders(sub, out)
     dropped = {}
     for u in ds.splits:
         dropped[u] = int(((ds.usage == u) & ~keep).sum())
@@ -299,8 +300,12 @@ def relabel(
         ds = _load(path, skip_bad=skip_bad)
         ch = read_changes(changes, ds.label_set)
         new, prev, reasons = apply_changes(ds, ch, changes)
-        write_relabelled_csv(out, ds, new, prev, reasons)
+        with console.status(f"writing {out}"):
+            write_relabelled_csv(out, ds, new, prev, reasons)
     console.print(f"{int((prev >= 0).sum()):,} label(s) changed ({len(ch)} listed); wrote {out}")
+    if ds.skipped:
+        console.print(f"[yellow]note:[/] the {ds.skipped} malformed row(s) skipped by --skip-bad are not in {out}, "
+                      "so its row numbers after them differ from the source (and from fer2013new.csv)")
 
 
 @data_app.command("review")

@@ -38,6 +38,8 @@ def explain_cmd(
     target: str | None = typer.Option(None, "--target", help="Class to explain (default: the predicted one)."),
     out: Path = typer.Option(Path("out/explain"), "--out", "-o", help="Directory for the overlay PNGs."),
     detector: str = typer.Option("auto", help="Face detector for photos (see `emotionlab predict`)."),
+    occlude: str = typer.Option("none", help="Hide part of each face first: none | forehead | eyes | mouth | "
+                                              "medical (surgical-mask shape from the detector's landmarks)."),
     size: int = typer.Option(192, help="Side of the written overlays in pixels."),
     threads: int | None = typer.Option(None, help="CPU threads for torch."),
     json_out: bool = typer.Option(False, "--json", help="Print the results as JSON on stdout."),
@@ -60,7 +62,7 @@ def explain_cmd(
             files += list_images(p)
         else:
             files.append(p)
-    rows = explain_images(files, loaded, methods, out, target=target, size=size,
+    rows = explain_images(files, loaded, methods, out, target=target, size=size, occlude=occlude,
                           recognizer_factory=lambda: make_recognizer(model, detector))
     if json_out:
         print_json(rows)
@@ -81,7 +83,7 @@ def explain_dataset_cmd(
     per_class: int = typer.Option(50, "--per-class", help="Faces per true class in the averages."),
     method: str = typer.Option("saliency,gradcam", "--method", help="Maps to average (comma list or 'all')."),
     examples: int = typer.Option(3, help="Correct and wrong example faces per class."),
-    out: Path = typer.Option(Path("out/explain-dataset"), "--out", "-o"),
+    out: Path = typer.Option(Path("out/explain-dataset"), "--out", "-o", help="Directory for the figures."),
     seed: int = typer.Option(0, help="Seed for picking the faces."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip malformed rows / unreadable images."),
     threads: int | None = typer.Option(None, help="CPU threads for torch."),

@@ -6,7 +6,6 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -60,8 +59,8 @@ def expand_inputs(paths: list[Path]) -> list[tuple[Path, Path]]:
 def predict(
     paths: list[Path] = typer.Argument(..., help="Image files, folders (searched recursively) and videos."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object per input on stdout."),
-    csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write one row per face to this CSV file."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Directory for annotated images / videos, timelines, plots."),
+    csv_out: Path | None = typer.Option(None, "--csv", help="Write one row per face to this CSV file."),
+    out: Path | None = typer.Option(None, "--out", help="Directory for annotated images / videos, timelines, plots."),
     model: str = typer.Option("default", "--model", "-m", help="Shipped model, alias or run directory."),
     detector: str = typer.Option("auto", help="auto | blazeface_short | blazeface_full | haar"),
     backend: str = typer.Option("auto", help="auto (ONNX Runtime on CPU) | onnx | torch"),
@@ -166,7 +165,7 @@ def _save_annotated(img, faces, dest: Path, debug: bool) -> Path:
     return dest
 
 
-def _predict_video(rec, path: Path, rel: Path, out: Optional[Path], stride: int, smoothing: float,
+def _predict_video(rec, path: Path, rel: Path, out: Path | None, stride: int, smoothing: float,
                    timeline: str) -> dict:
     from ..data.errors import DataError
     from ..inference.video import process_video, write_timeline
@@ -281,9 +280,9 @@ def bench(
     threads: int = typer.Option(1, help="CPU threads (ours and fer's)."),
     frames: int = typer.Option(20, help="Frames per setting (1 face, 5 faces)."),
     repeat: int = typer.Option(3, help="Timed passes over the frames."),
-    faces: Optional[Path] = typer.Option(None, help="Folder of face photos to paste (default examples/)."),
+    faces: Path | None = typer.Option(None, help="Folder of face photos to paste (default examples/)."),
     peers: bool = typer.Option(False, "--peers", help="Also time the `fer` package on the same frames."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the report JSON here ('-' = stdout)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the report JSON here ('-' = stdout)."),
 ) -> None:
     """End-to-end fps on 640x480 frames with 1 and 5 faces, per-face latency and batch throughput."""
     from rich.table import Table

@@ -37,6 +37,9 @@ def serve(
     if port < 0 or port > 65535:
         fail(f"--port {port} is not a TCP port (0..65535)")
     threads = threads or max(1, (os.cpu_count() or 1) // max(1, workers))
+    from ..models.hub import resolve
+
+    resolve(model)  # a wrong --model is one clear line here, not a traceback from the server's start-up
     try:
         settings = ServeSettings(face_model=model, text_model=text_model, detector=detector, backend=backend,
                                  workers=workers, torch_threads=threads, max_body=int(max_body_mb * 1024 * 1024),

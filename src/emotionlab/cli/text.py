@@ -1,10 +1,10 @@
 """Text emotion commands: ``emotionlab text`` (classify texts or a file) and ``emotionlab text-evaluate``."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -26,16 +26,16 @@ def _load(model: str):
 
 
 def text_cmd(
-    texts: Optional[list[str]] = typer.Argument(None, help="One or more texts to classify."),
+    texts: list[str] | None = typer.Argument(None, help="One or more texts to classify."),
     model: str = typer.Option("default", "--model", "-m",
                               help="Shipped text model (default, tweeteval, carer, goemotions, crowdflower) or a "
                                    "saved model path."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON (one object per text) instead of tables."),
-    file: Optional[Path] = typer.Option(None, "--file", "-f", help="CSV / TSV (see --column) or TXT (one per line)."),
-    column: Optional[str] = typer.Option(None, "--column", "-c", help="Text column of --file (default: text, "
+    file: Path | None = typer.Option(None, "--file", "-f", help="CSV / TSV (see --column) or TXT (one per line)."),
+    column: str | None = typer.Option(None, "--column", "-c", help="Text column of --file (default: text, "
                                                                        "content, tweet or sentence)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Predictions CSV for --file (default: stdout)."),
-    top_k: Optional[int] = typer.Option(None, "--top-k", help="Show only the K best labels per text."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Predictions CSV for --file (default: stdout)."),
+    top_k: int | None = typer.Option(None, "--top-k", help="Show only the K best labels per text."),
     batch_size: int = typer.Option(256, "--batch-size", help="Texts per model call with --file."),
 ) -> None:
     """Classify the emotion of short texts (tweets, messages) with a shipped or saved model.
@@ -65,7 +65,9 @@ def text_cmd(
     preds = clf.predict(texts, top_k=top_k)
     decided = clf.predict_labels(texts)
     if json_out:
-        print_json([{"text": t, "label": d if not clf.multi_label else (d[0] if d else None),
+        # multi-label: "label" is the best-scoring label over its threshold (None when no label passes)
+        print_json([{"text": t, "label": d if not clf.multi_label else next((r["label"] for r in clf.predict([t])[0]
+                                                                             if r["label"] in d), None),
                      **({"labels": d} if clf.multi_label else {}), "scores": p, "model": clf.name}
                     for t, p, d in zip(texts, preds, decided)])
         return
@@ -74,9 +76,9 @@ def text_cmd(
 
     out_console = Console()
     for t, p, d in zip(texts, preds, decided):
-        shown = t if len(t) <= 80 else t[:77] + "..."
-        title = f"{shown!r} -> {', '.join(d) if clf.multi_label else d}"
-        table = Table(title=title, title_justify="left")
+        shown = t if len(t) <= 100 else t[:97] + "..."
+        out_console.print(f"{shown!r} -> [bold]{', '.join(d) if clf.multi_label else d}[/]", highlight=False)
+        table = Table()
         table.add_column("label")
         table.add_column("score", justify="right")
         for r in p:
@@ -85,7 +87,7 @@ def text_cmd(
     console.print(f"model: {clf.name} ({clf.kind})", style="dim")
 
 
-def _classify_file(clf, file: Path, column: Optional[str], out: Optional[Path], batch_size: int) -> None:
+def _classify_file(clf, file: Path, column: str | None, out: Path | None, batch_size: int) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from ..text.datasets import read_text_column
@@ -110,8 +112,8 @@ def _classify_file(clf, file: Path, column: Optional[str], out: Optional[Path], 
                 decided[i] = (";".join(clf.labels[k] for k in range(len(clf.labels)) if d[j][k])
                               if clf.multi_label else clf.labels[int(d[j])])
             bar.advance(task, len(idx))
-    fh = open(out, "w", newline="", encoding="utf-8") if out else sys.stdout
-    try:
+    with contextlib.ExitStack() as stack:
+        fh = stack.enter_context(open(out, "w", newline="", encoding="utf-8")) if out else sys.stdout
         w = csv.writer(fh)
         w.writerow(["row", "text", "label"] + [f"score_{lab}" for lab in clf.labels] + ["error"])
         for i, t in enumerate(texts):
@@ -119,9 +121,6 @@ def _classify_file(clf, file: Path, column: Optional[str], out: Optional[Path], 
                 w.writerow([i, t, decided[i]] + [f"{v:.5f}" for v in proba_rows[i]] + [""])
             else:
                 w.writerow([i, t, ""] + [""] * len(clf.labels) + ["empty text"])
-    finally:
-        if out:
-            fh.close()
     n_bad = len(texts) - len(ok)
     msg = f"{len(ok)} texts classified with {clf.name}"
     if n_bad:
@@ -133,7 +132,7 @@ def text_evaluate(
     dataset: str = typer.Option(..., "--dataset", help="tweeteval | carer | goemotions | goemotions_ekman | "
                                                         "crowdflower | crowdflower13"),
     data: Path = typer.Option(..., "--data", "-d", help="The dataset folder, or the shared data root."),
-    model: Optional[str] = typer.Option(None, "--model", "-m",
+    model: str | None = typer.Option(None, "--model", "-m",
                                         help="Shipped name or saved path (default: the model shipped for DATASET)."),
     split: str = typer.Option("test", help="train | val | test (GoEmotions' dev is 'val')."),
     json_out: bool = typer.Option(False, "--json", help="Print the metrics as JSON on stdout."),
@@ -168,15 +167,17 @@ def text_evaluate(
     head = f"{clf.name} on {dataset}/{split} (n={m['n']}): accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}"
     if "micro_f1" in m:
         head += f", micro-F1 {m['micro_f1']:.4f}"
-    t = Table(title=head, title_justify="left")
+    out_console.print(head, highlight=False)
+    t = Table()
     for col in ("label", "precision", "recall", "f1", "support"):
         t.add_column(col, justify="left" if col == "label" else "right")
     for lab, r in m["per_class"].items():
         t.add_row(lab, f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}", str(r["support"]))
     out_console.print(t)
     if "confusion_matrix" in m:
-        cm = Table(title="confusion matrix (rows true, columns predicted)" +
-                   (", single-label rows, argmax" if clf.multi_label else ""), title_justify="left")
+        out_console.print("confusion matrix (rows true, columns predicted"
+                          + ("; rows with one gold label, argmax)" if clf.multi_label else ")"), highlight=False)
+        cm = Table()
         cm.add_column("")
         for lab in ds.labels:
             cm.add_column(lab[:8], justify="right")

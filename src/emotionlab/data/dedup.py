@@ -52,24 +52,25 @@ def _dct_matrix(n: int) -> np.ndarray:
 
 
 def phash(images: np.ndarray, hash_size: int = 8, highfreq_factor: int = 4,
-          progress: Progress | None = None) -> np.ndarray:
-    """64-bit DCT perceptual hashes (N,) uint64, vectorized over all images after the per-image resize."""
+          progress: Progress | None = None, chunk: int = 4096) -> np.ndarray:
+    """64-bit DCT perceptual hashes (N,) uint64; each chunk's low-frequency DCT is two matrix products."""
     imgs = np.asarray(images)
     if imgs.ndim != 3:
         raise ValueError(f"images have shape {imgs.shape}, expected (N, H, W) grayscale")
     side = hash_size * highfreq_factor
-    small = np.empty((len(imgs), side, side), np.float32)
-    for i, im in enumerate(imgs):
-        small[i] = cv2.resize(im, (side, side), interpolation=cv2.INTER_AREA)
-        if progress and (i + 1) % 2048 == 0:
-            progress(2048)
-    if progress:
-        progress(len(imgs) % 2048)
-    c = _dct_matrix(side).astype(np.float32)
-    low = (c @ small @ c.T)[:, :hash_size, :hash_size].reshape(len(imgs), -1)
-    bits = low > np.median(low, axis=1, keepdims=True)
-    packed = np.packbits(bits, axis=1)  # (N, 8) uint8, big-endian bit order
-    return packed.view(">u8").astype(np.uint64).reshape(-1)
+    c = _dct_matrix(side)[:hash_size]  # only the low-frequency rows of the DCT basis are needed
+    out = np.empty(len(imgs), np.uint64)
+    for s in range(0, len(imgs), chunk):
+        part = imgs[s:s + chunk]
+        small = np.stack([cv2.resize(im, (side, side), interpolation=cv2.INTER_AREA) for im in part])
+        y = small.astype(np.float64).reshape(-1, side) @ c.T  # X @ C^T, (n*side, h)
+        y = y.reshape(len(part), side, hash_size).transpose(0, 2, 1).reshape(-1, side) @ c.T  # (C X C^T)^T
+        low = y.reshape(len(part), hash_size, hash_size).transpose(0, 2, 1).reshape(len(part), -1)
+        bits = low > np.median(low, axis=1, keepdims=True)
+        out[s:s + len(part)] = np.packbits(bits, axis=1).view(">u8").reshape(-1)  # big-endian bit order
+        if progress:
+            progress(len(part))
+    return out
 
 
 def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Convert between the FER-2013 CSV layout and image folders, losslessly for 48x48 PNGs.
 
 CSV -> ``OUT/<split>/<class>/<row>.png`` (``OUT/<class>/`` when the CSV has no Usage column); the file name is
-the 0-based data row, so folder -> CSV restores the original row order and the round trip is exact.
+the 0-based data row, so folder -> CSV restores the original row order and the round trip is exact. A folder
+dataset written back to folders (``dedup --drop``) keeps its file names.
 """
 from __future__ import annotations
 
@@ -29,11 +30,17 @@ def export_folders(ds: FaceDataset, out: str | os.PathLike, overwrite: bool = Fa
     rows = ds.rows if ds.rows is not None else np.arange(len(ds))
     width = max(5, len(str(int(rows.max()))))
     names = ds.label_set.labels
+    written: set[Path] = set()
     for i in range(len(ds)):
         split = str(ds.usage[i])
         d = out / names[int(ds.labels[i])] if split in NO_SPLIT else out / split / names[int(ds.labels[i])]
         d.mkdir(parents=True, exist_ok=True)
-        p = d / f"{int(rows[i]):0{width}d}.png"
+        if ds.rows is None and ds.paths:  # a folder dataset keeps its file names (a.jpg and a.png: a_7.png)
+            p = d / f"{Path(ds.paths[i]).stem}.png"
+            p = p.with_name(f"{p.stem}_{i}.png") if p in written else p
+        else:
+            p = d / f"{int(rows[i]):0{width}d}.png"
+        written.add(p)
         if not cv2.imwrite(str(p), np.ascontiguousarray(ds.images[i])):
             raise DataError(p, "could not write PNG")
         if progress and (i + 1) % 1000 == 0:

@@ -9,7 +9,6 @@ empty when unchanged) and ``reason``.
 from __future__ import annotations
 
 import csv
-import gzip
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
-from .fer2013 import FaceDataset
+from .fer2013 import FaceDataset, open_text_out, pixels_to_text
 from .ferplus import FerPlusVotes
 from .labels import FER7, LabelSet
 
@@ -113,12 +112,11 @@ def write_relabelled_csv(path: str | os.PathLike, ds: FaceDataset, labels: np.nd
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     has_usage = not all(u == "Unspecified" for u in ds.usage.tolist())
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "wt", encoding="utf-8", newline="") as f:
+    with open_text_out(path) as f:
         w = csv.writer(f)
         w.writerow(["emotion", "pixels"] + (["Usage"] if has_usage else []) + ["relabel_from", "reason"])
         for i in range(len(ds)):
-            px = " ".join(map(str, ds.images[i].reshape(-1).tolist()))
+            px = pixels_to_text(ds.images[i])
             w.writerow([int(labels[i]), px] + ([str(ds.usage[i])] if has_usage else [])
                        + ["" if prev[i] < 0 else int(prev[i]), reasons[i]])
     return path

@@ -1,13 +1,14 @@
 """Dataset statistics: counts per class per split and the pixel mean / std used for normalization.
 
-Mean / std come from a 256-bin histogram of the uint8 pixels (chunked), so they are exact and take a fraction
-of a second on all of FER-2013 (no float copy of 83 million pixels).
+Mean / std come from a 256-bin histogram of the uint8 pixels, so they are exact and take ~0.1 s on all of
+FER-2013 (no float copy of 83 million pixels).
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from .fer2013 import FaceDataset
@@ -23,11 +24,14 @@ def pixel_mean_std(images: np.ndarray) -> tuple[float, float]:
         raise ValueError(f"images have dtype {arr.dtype}, expected uint8")
     if arr.size == 0:
         raise ValueError("no pixels: the image array is empty")
-    flat = arr.reshape(-1)
+    flat = np.ascontiguousarray(arr).reshape(-1)
     hist = np.zeros(256, np.int64)
-    step = 1 << 22  # chunks: bincount widens its input to int64, 8x the memory of the whole array
+    # OpenCV's histogram is ~10x faster than np.bincount (which widens to int64); it counts in float32,
+    # exact below 2**24, so chunks of 2**23 pixels keep every count exact.
+    step = 1 << 23
     for s in range(0, flat.size, step):
-        hist += np.bincount(flat[s:s + step], minlength=256)
+        h = cv2.calcHist([flat[s:s + step].reshape(1, -1)], [0], None, [256], [0, 256])
+        hist += np.rint(h[:, 0]).astype(np.int64)
     hist = hist.astype(np.float64)
     v = np.arange(256, dtype=np.float64) / 255.0
     n = hist.sum()
@@ -67,10 +71,8 @@ def dataset_stats(ds: FaceDataset) -> dict:
 
 def plot_class_balance(stats: dict, path: str | os.PathLike) -> Path:
     """Grouped bar chart of per-class counts, one bar colour per split; written as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -78,7 +80,10 @@ def plot_class_balance(stats: dict, path: str | os.PathLike) -> Path:
     classes = list(stats["total"]["per_class"])
     x = np.arange(len(classes))
     width = 0.8 / max(1, len(splits))
-    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(classes)), 4), dpi=100)
+    # Figure + Agg canvas without pyplot: no GUI backend probing, no global state (works in servers too)
+    fig = Figure(figsize=(max(6, 1.1 * len(classes)), 4), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
     for k, (name, s) in enumerate(splits.items()):
         counts = [s["per_class"][c] for c in classes]
         bars = ax.bar(x + (k - (len(splits) - 1) / 2) * width, counts, width, label=f"{name} ({s['n']:,})")
@@ -87,7 +92,6 @@ def plot_class_balance(stats: dict, path: str | os.PathLike) -> Path:
     ax.set_ylabel("images")
     ax.set_title(f"Class balance: {Path(stats['source']).name} ({stats['total']['n']:,} images)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.09, right=0.98, top=0.9, bottom=0.1)  # fixed margins: one draw, not two
     fig.savefig(path)
-    plt.close(fig)
     return path

@@ -18,8 +18,10 @@ import numpy as np
 import torch
 
 from ..data.labels import canonical_name
-from ..data.preprocess import prepare_crops, prepare_faces, resize, to_gray
+from ..data.occlusion import apply_mask
+from ..data.preprocess import PreprocessConfig, prepare_crops, prepare_faces, resize, square_box, to_gray
 from .maps import METHODS, explain, overlay
+from .occlusion_study import OCCLUSIONS, face_occlusion
 
 CROP_MAX_SIDE = 100
 CROP_MAX_ASPECT = 1.25
@@ -55,6 +57,14 @@ class FaceInput:
     box: tuple[int, int, int, int] | None = None
     detection_score: float | None = None
     source: str = "crop"
+    landmarks: np.ndarray | None = None  # (K,2) in crop pixels, when the detector gave them
+
+
+def landmarks_in_crop(landmarks, box, cfg: PreprocessConfig) -> np.ndarray:
+    """Detector landmarks in image pixels -> pixels of the (S,S) crop that ``crop_face`` cuts around ``box``."""
+    x0, y0, side = square_box(box, cfg.expand, cfg.shift_y)
+    lm = np.asarray(landmarks, np.float32).reshape(-1, 2)
+    return (lm - np.array([x0, y0], np.float32)) * (cfg.size / side)
 
 
 def faces_in_image(image: np.ndarray, loaded, recognizer=None, path: str = "") -> list[FaceInput]:
@@ -72,8 +82,10 @@ def faces_in_image(image: np.ndarray, loaded, recognizer=None, path: str = "") -
         if crop is None or np.asarray(crop).shape != (pre.size, pre.size):
             _, crops = prepare_faces(image, [f.box], pre)  # the one preprocessing path
             crop = crops[0]
+        lms = getattr(f, "landmarks", None)
         out.append(FaceInput(np.asarray(crop, np.uint8), tuple(int(v) for v in f.box),
-                             getattr(f, "detection_score", None), "detector"))
+                             getattr(f, "detection_score", None), "detector",
+                             landmarks_in_crop(lms, f.box, pre) if lms else None))
     return out
 
 
@@ -126,10 +138,13 @@ class ExplainResult:
 
 
 def explain_images(paths: Sequence[str | os.PathLike], loaded, methods: Sequence[str], out_dir: str | Path,
-                   target: str | int | None = None, recognizer_factory=None, size: int = 192) -> list[dict]:
+                   target: str | int | None = None, recognizer_factory=None, size: int = 192,
+                   occlude: str = "none") -> list[dict]:
     """Explain every face of every image with every method; write one overlay PNG each + ``explanations.json``.
 
-    ``recognizer_factory()`` builds the face detector on first need (photos only).
+    ``recognizer_factory()`` builds the face detector on first need (photos only). ``occlude`` hides part of
+    each face first (``forehead``, ``eyes``, ``mouth``, or ``medical`` from the landmarks) to see where the
+    model looks when that part is missing.
     """
     import time
 
@@ -140,6 +155,8 @@ def explain_images(paths: Sequence[str | os.PathLike], loaded, methods: Sequence
             raise ValueError(f"unknown method {m!r}; use one of {', '.join(METHODS)}")
     labels = loaded.labels
     tgt = resolve_target(target, labels)
+    if occlude not in OCCLUSIONS:
+        raise ValueError(f"unknown occlusion {occlude!r}; use one of {', '.join(OCCLUSIONS)}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     recognizer = None
@@ -151,19 +168,26 @@ def explain_images(paths: Sequence[str | os.PathLike], loaded, methods: Sequence
             recognizer = recognizer_factory()
         faces = faces_in_image(image, loaded, recognizer, str(p))
         for i, face in enumerate(faces):
-            x = torch.from_numpy(prepare_crops(face.crop[None], loaded.preprocess))
+            mask, mask_from = face_occlusion(occlude, face.crop.shape[0], face.landmarks)
+            crop = apply_mask(face.crop[None], mask)[0]
+            x = torch.from_numpy(prepare_crops(crop[None], loaded.preprocess))
             for method in methods:
                 t0 = time.perf_counter()
                 hm, pred, probs = explain(loaded.model, x[0], method, target=tgt)
                 dt = time.perf_counter() - t0
                 ti = pred if tgt is None else tgt
-                name = f"{_safe(p.stem)}_face{i}_{method}_{labels[ti]}.png"
-                caption = (f"{method}: {labels[ti]}", f"predicted {labels[pred]} {probs[pred]:.2f}")
-                cv2.imwrite(str(out / name), render(face.crop, hm, size, caption))
+                tag = f"_{occlude}" if occlude != "none" else ""
+                name = f"{_safe(p.stem)}_face{i}{tag}_{method}_{labels[ti]}.png"
+                caption = [f"{method}: {labels[ti]}", f"predicted {labels[pred]} {probs[pred]:.2f}"]
+                if occlude != "none":
+                    caption.append(f"{occlude} mask ({mask_from})")
+                cv2.imwrite(str(out / name), render(crop, hm, size, caption))
                 results.append(ExplainResult(str(p), i, method, labels[pred], labels[ti],
                                              {lab: round(float(s), 5) for lab, s in zip(labels, probs)},
                                              str(out / name), list(face.box) if face.box else None,
-                                             face.detection_score, dt, {"source": face.source}))
+                                             face.detection_score, dt,
+                                             {"source": face.source, "occlude": occlude,
+                                              "mask_from": mask_from}))
         if not faces:
             results.append(ExplainResult(str(p), -1, "", "", "", {}, "", extra={"source": "detector",
                                                                                   "note": "no face found"}))

@@ -13,10 +13,26 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.occlusion import apply_mask, get_mask
+from ..data.occlusion import apply_mask, get_mask, medical_mask_from_landmarks
 from ..data.preprocess import resize
-from ..training.engine import predict_proba
-from ..training.metrics import classification_metrics
+
+# Where BlazeFace's first four keypoints (right eye, left eye, nose tip, mouth) sit on an average FER-2013
+# crop, as fractions of the side: landmark masks on crops that had no detector use this template.
+TEMPLATE_LANDMARKS = np.array([[0.32, 0.40], [0.68, 0.40], [0.50, 0.60], [0.50, 0.78]], np.float32)
+OCCLUSIONS = ("none", "forehead", "eyes", "mouth", "medical")
+
+
+def face_occlusion(name: str, size: int, landmarks: np.ndarray | None = None) -> tuple[np.ndarray | None, str]:
+    """Boolean (size, size) mask for one face crop: seed 004's bands (``forehead``, ``eyes``, ``mouth``), or
+    ``medical`` (a surgical-mask shape) from the face's landmarks in crop pixels, else from the template of
+    an average FER crop. ``none`` gives None. Returns (mask, what it was built from)."""
+    if name == "medical":
+        if landmarks is not None and len(landmarks) >= 4:
+            return medical_mask_from_landmarks(size, size, landmarks), "landmarks"
+        return medical_mask_from_landmarks(size, size, TEMPLATE_LANDMARKS * size), "template"
+    if name not in OCCLUSIONS and name != "lower":
+        raise KeyError(f"unknown occlusion {name!r}; known: {', '.join(OCCLUSIONS)}")
+    return get_mask(name, size, size), ("band" if name != "none" else "")
 
 
 def _check_inputs(images_u8: np.ndarray, labels: np.ndarray, n_classes: int, masks: Sequence[str]) -> None:
@@ -40,13 +56,17 @@ def occlusion_table(loaded, images_u8: np.ndarray, labels: np.ndarray, masks: li
                     out_dir: str | Path | None = None, batch_size: int = 256, fill: int = 0) -> dict:
     """Metrics for each occlusion mask -> ``{"none": {...evaluate keys..., "per_class_accuracy": {...}}, ...}``.
 
-    ``loaded`` is a ``emotionlab.models.hub.LoadedModel`` (model, labels, preprocess). Images are uint8 face
+    ``loaded`` is a ``emotionlab.models.hub.LoadedModel`` (model, labels, preprocess). Masks: ``none``,
+    ``forehead``, ``eyes``, ``mouth`` (seed 004's bands) and ``medical`` (surgical-mask template). Images are uint8 face
     crops; they are resized to the model's input size first, and each mask is drawn at that size, so the
     regions are the same fraction of the face for every model. With ``out_dir``, also writes
     ``occlusion.md``, ``occlusion.png`` and ``occlusion.json``. ``fill`` is the grey level of the hidden
     region: 0 (black patch, seed 004) by default; ``round(255 * preprocess.mean)`` matches the fill of the
     training-time occlusion augmentation (0 in normalized units).
     """
+    from ..training.engine import predict_proba  # lazy: keeps `emotionlab.explain` light to import
+    from ..training.metrics import classification_metrics
+
     images_u8 = np.asarray(images_u8)
     labels = np.asarray(labels).astype(np.int64).reshape(-1)
     names = list(loaded.labels)
@@ -55,7 +75,7 @@ def occlusion_table(loaded, images_u8: np.ndarray, labels: np.ndarray, masks: li
     pre = loaded.preprocess
     if images_u8.shape[1:] != (pre.size, pre.size):
         images_u8 = np.stack([resize(im, pre.size) for im in images_u8])
-    mask_arrays = {m: get_mask(m, pre.size, pre.size) for m in masks}  # unknown names fail before any work
+    mask_arrays = {m: face_occlusion(m, pre.size)[0] for m in masks}  # unknown names fail before any work
     table: dict[str, dict] = {}
     for name in masks:
         imgs = apply_mask(images_u8, mask_arrays[name], fill=fill)

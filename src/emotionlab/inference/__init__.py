@@ -4,4 +4,4 @@ from __future__ import annotations
 from .detectors import Detection, create_detector, list_detectors
 from .recognizer import Face, FaceEmotionRecognizer, FrameResult
 
-__all__ = ["Face", "FaceEmotionRecognizer", "FrameResult", "Detection", "create_detector", "list_detectors"]
+__all__ = ["Detection", "Face", "FaceEmotionRecognizer", "FrameResult", "create_detector", "list_detectors"]

@@ -101,14 +101,18 @@ def run_fer_peer(frames: np.ndarray, threads: int, repeat: int) -> dict:
         return {"measured": False, "reason": f"{py} not found (create it with "
                                              "`python benchmarks/compare_peers.py --setup-only`)"}
     with tempfile.TemporaryDirectory(prefix="el_bench_") as td:
-        npz = Path(td) / "frames.npz"
+        npz, out = Path(td) / "frames.npz", Path(td) / "fer.json"
         np.savez(npz, frames=frames)
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-        r = subprocess.run([str(py), str(script), str(npz), "--threads", str(threads), "--repeat", str(repeat)],
-                           capture_output=True, text=True, env=env)
-    if r.returncode != 0:
-        return {"measured": False, "reason": "fer_bench.py failed: " + " | ".join(r.stderr.strip().splitlines()[-3:])}
-    res = json.loads(r.stdout.strip().splitlines()[-1])
+        r = subprocess.run([str(py), str(script), str(npz), "--threads", str(threads), "--repeat", str(repeat),
+                            "--out", str(out)], check=False, capture_output=True, text=True, env=env)
+        if r.returncode != 0 or not out.exists():
+            return {"measured": False,
+                    "reason": "fer_bench.py failed: " + " | ".join(r.stderr.strip().splitlines()[-3:])}
+        try:
+            res = json.loads(out.read_text())
+        except json.JSONDecodeError as e:
+            return {"measured": False, "reason": f"fer_bench.py wrote unreadable JSON: {e}"}
     res["measured"] = True
     return res
 
@@ -126,7 +130,7 @@ def run_bench(rec, faces_dir: Path | None = None, n_frames: int = 20, repeat: in
                     "frame": f"{FRAME_W}x{FRAME_H}", "frames_per_setting": n_frames, "repeat": repeat, "e2e": {}}
     all_frames = []
     for k in (1, 5):
-        frames, boxes = build_frames(sources, k, n_frames, seed)
+        frames, _ = build_frames(sources, k, n_frames, seed)
         all_frames.append(frames)
         found = [len(rec.predict_images([f])[0]) for f in frames]
         log(f"{k} face(s): timing end to end")

@@ -179,7 +179,7 @@ class BlazeFace:
         if backend in ("auto", "onnx"):
             try:
                 self._run = self._onnx_runner(threads)
-            except Exception as e:  # noqa: BLE001 - any ORT failure falls back to PyTorch
+            except Exception as e:
                 if backend == "onnx":
                     raise RuntimeError(f"{name}: ONNX Runtime backend failed: {e}") from e
         self.backend = getattr(self._run, "backend", "torch")

@@ -1,14 +1,14 @@
 """Face detector registry: BlazeFace short / full range (default, offline, Apache-2.0) and OpenCV Haar (fallback).
 
-Every detector takes an 8-bit BGR image and returns :class:`Detection` s in original-image pixels. ``auto`` runs
-the fast short-range model and adds the full-range model only when the image may hold small faces (none found,
-or the smallest found face is small relative to the image), because short-range misses faces under ~10 % of
-the frame while full-range costs about 3x more (numbers in docs/results_pipeline.md).
+Every detector takes an 8-bit BGR image and returns :class:`Detection` s in original-image pixels. ``auto``
+trusts the fast short-range model when it is sure (large, high-scoring faces: the webcam case) and otherwise
+runs the full-range model (plus tiles for wide or large photos), because short-range misses faces under about
+15 % of the image side while full-range costs about 3x more (numbers in docs/results_pipeline.md).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -96,13 +96,15 @@ def tiles(h: int, w: int, side: int, overlap: float = 0.25) -> list[tuple[int, i
     return [(x, y, side) for y in ys for x in xs]
 
 
-def detect_tiled(det: Detector, image_bgr: np.ndarray, side: int) -> list[Detection]:
+def detect_tiled(det: Detector, image_bgr: np.ndarray, side: int, min_score: float = 0.6) -> list[Detection]:
     """Run ``det`` on overlapping square tiles: BlazeFace letterboxes to 128 / 192 px, so a face that is small
     in a wide or large photo becomes too small to find; a tile keeps it at a usable size."""
     h, w = image_bgr.shape[:2]
     out = []
     for x, y, s in tiles(h, w, side):
         for d in det.detect(image_bgr[y:y + s, x:x + s]):
+            if (d.score or 0.0) < min_score:  # many tiles = many chances for a false positive: ask for more
+                continue
             bx, by, bw, bh = d.box
             lm = [(lx + x, ly + y) for lx, ly in d.landmarks] if d.landmarks else None
             out.append(Detection((bx + x, by + y, bw, bh), d.score, lm))

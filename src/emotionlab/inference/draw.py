@@ -44,9 +44,9 @@ def draw_faces(frame: np.ndarray, faces, bars: bool = True, debug: bool = False)
     for f in faces:
         x, y, w, h = f.box
         col = color_for(f.label)
-        cv2.rectangle(out, (x, y), (x + w, y + h), col, max(1, int(round(2 * scale))))
+        cv2.rectangle(out, (x, y), (x + w, y + h), col, max(1, round(2 * scale)))
         tag = f"{f.label} {f.scores[f.label]:.2f}" + (f" #{f.face_id}" if f.face_id is not None else "")
-        _text(out, tag, (x, max(12, y - 6)), 0.5 * scale, col, max(1, int(round(scale))))
+        _text(out, tag, (x, max(12, y - 6)), 0.5 * scale, col, max(1, round(scale)))
         if f.landmarks:
             for lx, ly in f.landmarks:
                 cv2.circle(out, (int(lx), int(ly)), max(1, int(2 * scale)), (0, 255, 0), -1)

@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -62,8 +63,7 @@ def export_onnx(model_name_or_path: str, out: Path | None = None, atol: float = 
     if diff > atol:
         raise RuntimeError(f"{out}: ONNX and PyTorch outputs differ by {diff:.2e} (> {atol:g})")
     card = dict(lm.card)
-    card["onnx"] = {"opset": OPSET, "input": "input (batch, %d, %d, %d) float32, normalized" % (in_chans, in_size,
-                                                                                               in_size),
+    card["onnx"] = {"opset": OPSET, "input": f"input (batch, {in_chans}, {in_size}, {in_size}) float32, normalized",
                     "output": "logits (batch, num_classes)", "max_abs_diff_vs_torch": diff}
     out.with_suffix(".json").write_text(json.dumps(card, indent=2))
     return out
@@ -79,7 +79,7 @@ def cached_onnx(key: str, weights: Path, export: Callable[[Path], None]) -> Path
     path = d / f"{key}-{digest}-op{OPSET}-torch{torch.__version__.split('+')[0]}.onnx"
     if path.exists() and path.stat().st_size > 0:
         return path
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    tmp = path.with_name(path.name + f".{os.getpid()}.{threading.get_ident()}.tmp")  # server threads race
     try:
         export(tmp)
         shutil.move(str(tmp), str(path))

@@ -7,9 +7,9 @@ hash); PyTorch is the fallback and the GPU path.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -122,7 +122,7 @@ class FaceEmotionRecognizer:
             self._sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
             self._in_name = self._sess.get_inputs()[0].name
             return "onnxruntime"
-        except Exception as e:  # noqa: BLE001 - any ORT/export failure falls back to PyTorch
+        except Exception as e:
             if backend == "onnx":
                 raise RuntimeError(f"ONNX Runtime backend failed for {self.model_name}: {e}") from e
             self.backend_error = str(e)
@@ -157,7 +157,7 @@ class FaceEmotionRecognizer:
         for d, p, c in zip(dets, probs, crops):
             scores = {lab: float(v) for lab, v in zip(self.labels, p)}
             x, y, w, h = d.box
-            faces.append(Face(box=(int(round(x)), int(round(y)), int(round(w)), int(round(h))),
+            faces.append(Face(box=(round(x), round(y), round(w), round(h)),
                               label=self.labels[int(np.argmax(p))], scores=scores, landmarks=d.landmarks,
                               detection_score=d.score, crop=c))
         return faces
@@ -187,10 +187,10 @@ class FaceEmotionRecognizer:
         return self.predict_images([load_image(it) for it in items])
 
     def stream(self, source, stride: int = 1, smoothing: float = 0.5, iou: float = 0.3,
-               max_missed: int = 10) -> Iterator["FrameResult"]:
+               max_missed: int = 10) -> Iterator[FrameResult]:
         """Frames of a video file or camera index with tracked faces (stable ``face_id``, EMA-smoothed scores)."""
-        from .video import iter_frames
         from .tracking import FaceTracker
+        from .video import iter_frames
 
         tracker = FaceTracker(iou=iou, max_missed=max_missed, smoothing=smoothing)
         for idx, t, frame in iter_frames(source, stride):

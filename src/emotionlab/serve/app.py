@@ -250,6 +250,22 @@ class TextModels:
                 "predictions": [[{"label": str(p["label"]), "score": float(p["score"])} for p in ps] for ps in preds]}
 
 
+class ErrorBody(BaseModel):
+    """Every error answer: a short machine-readable name and a sentence that says what was expected."""
+
+    error: str = Field(..., examples=["unsupported_media_type"])
+    detail: str = Field(..., examples=[("image: not a supported image (first bytes 25 50 44 46); expected one of "
+                                        "jpeg, png, webp, bmp, gif, tiff")])
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody, "description": desc} for code, desc in (
+        (400, "Empty or malformed body"), (404, "Unknown model or route"),
+        (413, "Body, image pixels or texts over the limits"), (415, "Not an image (sniffed) / wrong body type"),
+        (422, "Invalid image, text or fields"), (500, "The model failed on this request"),
+        (503, "Busy or model unavailable"), (504, "Inference timed out"))}
+
+
 class TextRequest(BaseModel):
     texts: list[str] = Field(..., description="Texts to classify (1..max_texts, none empty).",
                              examples=[["I can't believe we won!", "This is so unfair."]])
@@ -357,8 +373,8 @@ def create_app(face_recognizer: Any = None, text_model: Any = None, settings: Se
             if s.preload:
                 loop = asyncio.get_running_loop()
                 await loop.run_in_executor(pool, faces.preload)  # no face model = no service: fail fast
-                try:
-                    await loop.run_in_executor(pool, texts.get, None)
+                try:  # one prediction, so that lazily loaded parts (the sentence encoder) load now too
+                    await loop.run_in_executor(pool, texts.predict, None, ["preload"])
                 except ApiError as e:  # the face API is still useful; text routes answer 503 with this reason
                     log.warning("text model not loaded: %s", e.detail)
             yield
@@ -368,7 +384,10 @@ def create_app(face_recognizer: Any = None, text_model: Any = None, settings: Se
     app = FastAPI(title="emotionlab", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Face and text emotion recognition, fully offline. Errors are JSON "
                               "`{\"error\", \"detail\"}`. Fused results use the FER7 label space "
-                              f"({', '.join(SHARED_LABELS)}).")
+                              f"({', '.join(SHARED_LABELS)}). Live video: `WS /v1/stream` takes binary JPEG/PNG "
+                              "frames and answers each with `{frame, faces, model, image, took_ms}` (or "
+                              "`{frame, error, detail}`); JSON text messages `{debug, smoothing}` change settings. "
+                              "The demo page is at `/`.")
     app.state.settings, app.state.faces, app.state.texts = s, faces, texts
     app.add_middleware(BodyLimitMiddleware, max_body=s.max_body)
 
@@ -422,11 +441,14 @@ def create_app(face_recognizer: Any = None, text_model: Any = None, settings: Se
         ctype = request.headers.get("content-type", "")
         if ctype.startswith("multipart/form-data"):
             form = await request.form(max_part_size=s.max_body)
-            upload = next((form[n] for n in field_names if isinstance(form.get(n), UploadFile)), None)
-            if upload is None:
-                upload = next((v for v in form.values() if isinstance(v, UploadFile)), None)
-            fields = {k: v for k, v in form.items() if isinstance(v, str)}
-            return (await upload.read() if upload is not None else None), fields
+            try:
+                upload = next((form[n] for n in field_names if isinstance(form.get(n), UploadFile)), None)
+                if upload is None:
+                    upload = next((v for v in form.values() if isinstance(v, UploadFile)), None)
+                fields = {k: v for k, v in form.items() if isinstance(v, str)}
+                return (await upload.read() if upload is not None else None), fields
+            finally:
+                await form.close()  # spooled temporary files go now, not at garbage collection
         if ctype.startswith("application/x-www-form-urlencoded"):
             form = await request.form()
             return None, {k: v for k, v in form.items() if isinstance(v, str)}
@@ -460,10 +482,10 @@ def create_app(face_recognizer: Any = None, text_model: Any = None, settings: Se
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    try:
-        import swagger_ui_bundle
+    try:  # Swagger UI 5 (OpenAPI 3.1) files as shipped inside the swagger-ui-py wheel: no CDN
+        import swagger_ui
 
-        app.mount("/_swagger", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="swagger")
+        app.mount("/_swagger", StaticFiles(directory=Path(swagger_ui.__file__).parent / "static"), name="swagger")
         _have_swagger = True
     except ImportError:
         _have_swagger = False
@@ -471,14 +493,16 @@ def create_app(face_recognizer: Any = None, text_model: Any = None, settings: Se
     @app.get("/docs", include_in_schema=False)
     async def docs():
         if not _have_swagger:
-            return HTMLResponse('<p>Interactive docs need the swagger-ui-bundle package; the schema is at '
+            return HTMLResponse('<p>Interactive docs need the swagger-ui-py package; the schema is at '
                                 '<a href="/openapi.json">/openapi.json</a>.</p>')
         from fastapi.openapi.docs import get_swagger_ui_html
 
         return get_swagger_ui_html(openapi_url="/openapi.json", title="emotionlab API",
                                    swagger_js_url="/_swagger/swagger-ui-bundle.js",
                                    swagger_css_url="/_swagger/swagger-ui.css",
-                                   swagger_favicon_url="/_swagger/favicon-32x32.png")
+                                   swagger_favicon_url="/_swagger/favicon-32x32.png",
+                                   # no badge from validator.swagger.io: the docs must work offline
+                                   swagger_ui_parameters={"validatorUrl": None})
 
     @app.get("/health", summary="Liveness and what is loaded")
     async def health():
@@ -489,7 +513,8 @@ def create_app(face_recognizer: Any = None, text_model: Any = None, settings: Se
                 "limits": {"max_body": s.max_body, "max_pixels": s.max_pixels, "max_texts": s.max_texts,
                            "max_text_chars": s.max_text_chars, "timeout_s": s.timeout_s}}
 
-    @app.post("/v1/faces", summary="Faces and their emotions in one image", openapi_extra=_IMAGE_BODY)
+    @app.post("/v1/faces", summary="Faces and their emotions in one image", openapi_extra=_IMAGE_BODY,
+              responses=_ERRORS)
     async def v1_faces(request: Request, debug: bool = Query(False, description="Include the model's crop (PNG)")):
         """Send the image as multipart field ``image`` or as the raw body (any declared type; it is sniffed)."""
         t0 = time.perf_counter()
@@ -500,7 +525,7 @@ def create_app(face_recognizer: Any = None, text_model: Any = None, settings: Se
         out["took_ms"] = round((time.perf_counter() - t0) * 1000, 2)
         return out
 
-    @app.post("/v1/text", summary="Emotions in short texts")
+    @app.post("/v1/text", summary="Emotions in short texts", responses=_ERRORS)
     async def v1_text(req: TextRequest):
         t0 = time.perf_counter()
         check_texts(req.texts)
@@ -509,7 +534,8 @@ def create_app(face_recognizer: Any = None, text_model: Any = None, settings: Se
         out["took_ms"] = round((time.perf_counter() - t0) * 1000, 2)
         return out
 
-    @app.post("/v1/analyze", summary="Face + text with a fused emotion distribution", openapi_extra=_ANALYZE_BODY)
+    @app.post("/v1/analyze", summary="Face + text with a fused emotion distribution", openapi_extra=_ANALYZE_BODY,
+              responses=_ERRORS)
     async def v1_analyze(request: Request, debug: bool = Query(False)):
         """Multipart with an ``image`` file and/or a ``text`` field (at least one); ``face_weight`` /
         ``text_weight`` override the server's fusion weights. The fused distribution is over FER7, built

@@ -55,7 +55,7 @@ class TextDataset:
     def __len__(self) -> int:
         return len(self.texts)
 
-    def subset(self, idx) -> "TextDataset":
+    def subset(self, idx) -> TextDataset:
         idx = np.asarray(idx)
         return TextDataset([self.texts[i] for i in idx], self.y[idx], list(self.labels), self.multi_label,
                            self.name)

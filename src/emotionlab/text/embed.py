@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -41,6 +41,10 @@ def load_minilm(device: str = "cpu"):
         os.environ["TRANSFORMERS_OFFLINE"] = "1"
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # no "Loading weights" bar in CLI output
+        hf_logging.set_verbosity_error()
 
         _MODEL = SentenceTransformer(str(minilm_path()), device=device, local_files_only=True)
     return _MODEL

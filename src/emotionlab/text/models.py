@@ -315,7 +315,7 @@ class _EmbedMLP(_Backend):
                          batch_size=batch_size, seed=seed, n_models=n_models, **params)
 
     def _net(self, n_in: int, n_out: int):
-        import torch.nn as nn
+        from torch import nn
 
         p = self.params
         return nn.Sequential(nn.Linear(n_in, p["hidden"]), nn.GELU(), nn.Dropout(p["dropout"]),
@@ -555,8 +555,8 @@ class TextEmotionClassifier:
 
     # -- training
     @classmethod
-    def ensemble(cls, members: list["TextEmotionClassifier"], weights: list[float] | None = None,
-                 name: str = "ensemble") -> "TextEmotionClassifier":
+    def ensemble(cls, members: list[TextEmotionClassifier], weights: list[float] | None = None,
+                 name: str = "ensemble") -> TextEmotionClassifier:
         """Weighted average of already fitted members that share a label set."""
         if not members:
             raise ValueError("an ensemble needs at least one member")
@@ -570,7 +570,7 @@ class TextEmotionClassifier:
         return self
 
     def fit(self, texts: list[str], y, labels: list[str], multi_label: bool = False,
-            val: tuple[list[str], np.ndarray] | None = None, **features) -> "TextEmotionClassifier":
+            val: tuple[list[str], np.ndarray] | None = None, **features) -> TextEmotionClassifier:
         """Train on ``texts`` / ``y`` (int ids, or an (N, C) 0/1 matrix when ``multi_label``).
 
         ``val`` (texts, y) is used only for early stopping (MLP) and multi-label thresholds.
@@ -670,7 +670,7 @@ class TextEmotionClassifier:
         return cfg, arrays
 
     @classmethod
-    def _from_state(cls, cfg: dict, arrays: dict[str, np.ndarray]) -> "TextEmotionClassifier":
+    def _from_state(cls, cfg: dict, arrays: dict[str, np.ndarray]) -> TextEmotionClassifier:
         self = cls(cfg["kind"], name=cfg.get("name"), **cfg.get("params", {}))
         self.labels, self.multi_label = list(cfg["labels"]), bool(cfg["multi_label"])
         self.thresholds = None if cfg.get("thresholds") is None else np.asarray(cfg["thresholds"])
@@ -699,7 +699,7 @@ class TextEmotionClassifier:
         return Path(str(path) + ".json")
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "TextEmotionClassifier":
+    def load(cls, path: str | os.PathLike) -> TextEmotionClassifier:
         """Inverse of ``save``: a ``.json`` file, its stem, or a folder holding ``model.json``."""
         from safetensors.numpy import load_file
 

@@ -90,9 +90,9 @@ def normalize_for_embedding(text: str) -> str:
 
 
 def check_text(text: object, where: str = "text") -> str:
-    """Reject what no model can classify with a clear message (``ValueError``)."""
+    """Reject what no model can classify with a clear message (``ValueError``; ``TypeError`` for non-strings)."""
     if not isinstance(text, str):
-        raise ValueError(f"{where}: expected a string, got {type(text).__name__}")
+        raise TypeError(f"{where}: expected a string, got {type(text).__name__}")
     if not text.strip():
         raise ValueError(f"{where}: text is empty or whitespace only; nothing to classify")
     return text

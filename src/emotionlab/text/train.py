@@ -71,8 +71,9 @@ def _features(kind: str, splits: dict[str, TextDataset], cache: dict) -> dict:
 
 
 def train_tuned(kind: str, splits: dict[str, TextDataset], grid: list[dict] | None = None,
-                name: str | None = None, cache: dict | None = None, log=print) -> TextEmotionClassifier:
-    """Fit every grid point on train, keep the best on validation macro-F1 (card records the sweep)."""
+                name: str | None = None, cache: dict | None = None, log=print,
+                metric: str = "macro_f1") -> TextEmotionClassifier:
+    """Fit every grid point on train, keep the best on validation macro-F1 (or accuracy); the card keeps the sweep."""
     cache = {} if cache is None else cache
     tr, va = splits["train"], splits["val"]
     grid = grid or GRIDS[kind]
@@ -107,19 +108,38 @@ def train_tuned(kind: str, splits: dict[str, TextDataset], grid: list[dict] | No
             pv = m.predict_proba(va.texts)
         if tr.multi_label:
             m.thresholds = tune_thresholds(pv, va.y)
-        score = _val_score(pv, va.y, tr.multi_label)
-        sweep.append({"params": params, "val_macro_f1": round(score, 4), "seconds": round(time.perf_counter() - t1, 1)})
-        log(f"  {kind} {tr.name} {params} val macro-F1 {score:.4f} ({time.perf_counter() - t1:.0f}s)")
+        f1 = _val_score(pv, va.y, tr.multi_label)
+        acc = None if tr.multi_label else float((pv.argmax(1) == va.y).mean())
+        score = acc if metric == "accuracy" and acc is not None else f1
+        sweep.append({"params": params, "val_macro_f1": round(f1, 4), "val_accuracy": acc,
+                      "seconds": round(time.perf_counter() - t1, 1)})
+        log(f"  {kind} {tr.name} {params} val macro-F1 {f1:.4f}"
+            + (f" accuracy {acc:.4f}" if acc is not None else "") + f" ({time.perf_counter() - t1:.0f}s)")
         if score > best_score:
-            best, best_score = m, score
-    best.card.update({"dataset": tr.name, "val_macro_f1": round(best_score, 4), "sweep": sweep,
-                      "train_seconds_total": round(time.perf_counter() - t0, 1)})
+            best, best_score, best_f1, best_acc = m, score, f1, acc
+    best.card.update({"dataset": tr.name, "val_macro_f1": round(best_f1, 4), "sweep": sweep,
+                      "train_seconds_total": round(time.perf_counter() - t0, 1), "tuned_for": metric})
+    if best_acc is not None:
+        best.card["val_accuracy"] = round(best_acc, 4)
     return best
 
 
 def tune_ensemble(members: list[TextEmotionClassifier], val: TextDataset, step: float = 0.1,
-                  probas: list[np.ndarray] | None = None, name: str | None = None) -> TextEmotionClassifier:
-    """Weights on a simplex grid maximizing validation macro-F1 (thresholds re-tuned for multi-label)."""
+                  probas: list[np.ndarray] | None = None, name: str | None = None,
+                  metric: str = "macro_f1") -> TextEmotionClassifier:
+    """Weights on a simplex grid maximizing a validation metric (thresholds re-tuned for multi-label).
+
+    ``metric="accuracy"`` is for single-label sets whose target is accuracy (CrowdFlower); the card then also
+    records ``val_accuracy``.
+    """
+    if metric not in ("macro_f1", "accuracy") or (metric == "accuracy" and val.multi_label):
+        raise ValueError(f"metric must be 'macro_f1' (or 'accuracy' for single-label sets), got {metric!r}")
+
+    def score(p: np.ndarray) -> float:
+        if metric == "accuracy":
+            return float((p.argmax(1) == val.y).mean())
+        return _val_score(p, val.y, val.multi_label)
+
     probas = probas or [m.predict_proba(val.texts) for m in members]
     ticks = np.round(np.arange(0, 1 + 1e-9, step), 3)
     best_w, best_s = None, -1.0
@@ -129,7 +149,7 @@ def tune_ensemble(members: list[TextEmotionClassifier], val: TextDataset, step: 
             continue
         ws = list(w) + [max(last, 0.0)]
         p = sum(wi * pi for wi, pi in zip(ws, probas))
-        s = _val_score(p, val.y, val.multi_label)
+        s = score(p)
         if s > best_s:
             best_w, best_s = ws, s
     ens = TextEmotionClassifier.ensemble(members, [float(w) for w in best_w],
@@ -137,6 +157,8 @@ def tune_ensemble(members: list[TextEmotionClassifier], val: TextDataset, step: 
     p = sum(wi * pi for wi, pi in zip(best_w, probas))
     if val.multi_label:
         ens.thresholds = tune_thresholds(p, val.y)
-    ens.card.update({"dataset": val.name, "val_macro_f1": round(best_s, 4), "weights": ens.weights,
-                     "members": [m.kind for m in members]})
+    ens.card.update({"dataset": val.name, "val_macro_f1": round(_val_score(p, val.y, val.multi_label), 4),
+                     "weights": ens.weights, "members": [m.kind for m in members], "tuned_for": metric})
+    if metric == "accuracy":
+        ens.card["val_accuracy"] = round(best_s, 4)
     return ens
