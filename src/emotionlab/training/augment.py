@@ -60,7 +60,11 @@ def random_erase(x: torch.Tensor, p: float, gen: torch.Generator | None = None) 
 
 
 def occlusion(x: torch.Tensor, p: float, fill: float, gen: torch.Generator | None = None) -> torch.Tensor:
-    """Hide the forehead, eyes or lower face of a random subset (seed 004's masks)."""
+    """Hide the forehead, eyes or lower face of a random subset (seed 004's masks).
+
+    Half of the patches use ``fill`` (black, as ``evaluate --occlude`` applies them), half the mean grey (0 in
+    normalized units), so a model trained with masks is not tied to one patch colour.
+    """
     n, _, h, _ = x.shape
     which = torch.randint(0, 3, (n,), generator=gen)
     on = torch.rand(n, generator=gen) < p
@@ -68,7 +72,9 @@ def occlusion(x: torch.Tensor, p: float, fill: float, gen: torch.Generator | Non
     lo = torch.tensor([0, h // 4, h // 2])[which].view(-1, 1)
     hi = torch.tensor([h // 4, h // 2, h])[which].view(-1, 1)
     m = (rows >= lo) & (rows < hi) & on.view(-1, 1)
-    return torch.where(m.view(n, 1, h, 1).to(x.device), torch.full_like(x, fill), x)
+    fills = torch.where(torch.rand(n, generator=gen) < 0.5, torch.tensor(float(fill)), torch.tensor(0.0))
+    patch = fills.view(n, 1, 1, 1).to(x.device, x.dtype).expand_as(x)
+    return torch.where(m.view(n, 1, h, 1).to(x.device), patch, x)
 
 
 def augment_batch(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator | None = None,

@@ -133,7 +133,7 @@ def train_one_epoch(model, opt, sched, sched_unit, images: torch.Tensor, targets
         idx = order[b * bs:(b + 1) * bs]
         x = to_input(images[idx].to(device, non_blocking=True), pre)
         y = targets[idx].to(device, non_blocking=True)
-        x = augment_batch(x, cfg.augment, gen)
+        x = augment_batch(x, cfg.augment, gen, occlusion_fill=-pre.mean / pre.std)  # black = evaluate's patches
         x, y = mix_batch(x, y, cfg.augment, gen)
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -258,7 +258,8 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, console=Non
     out.mkdir(parents=True, exist_ok=True)
     if resume and (out / "config.json").exists() and (out / "last.json").exists():
         saved = json.loads((out / "config.json").read_text())
-        saved["epochs"] = cfg.epochs  # allow extending a run
+        # The recipe comes from the run; how long and where to run it may change on resume.
+        saved.update(epochs=cfg.epochs, threads=cfg.threads, device=cfg.device)
         cfg = TrainConfig.from_dict(saved)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
