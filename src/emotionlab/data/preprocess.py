@@ -36,16 +36,22 @@ class PreprocessConfig:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
-def to_gray(image: np.ndarray) -> np.ndarray:
-    """Any OpenCV-style image (gray, BGR, BGRA, 8 or 16 bit, float) -> uint8 grayscale."""
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """16-bit, float ([0, 1] or [0, 255]) or other integer pixels -> uint8, channels untouched."""
     img = np.asarray(image)
     if img.dtype == np.uint16:
-        img = (img >> 8).astype(np.uint8)
-    elif img.dtype in (np.float32, np.float64):
+        return (img >> 8).astype(np.uint8)
+    if img.dtype in (np.float32, np.float64):
         scale = 255.0 if img.max(initial=0) <= 1.0 else 1.0
-        img = np.clip(img * scale, 0, 255).astype(np.uint8)
-    elif img.dtype != np.uint8:
-        img = np.clip(img, 0, 255).astype(np.uint8)
+        return np.clip(img * scale, 0, 255).astype(np.uint8)
+    if img.dtype != np.uint8:
+        return np.clip(img, 0, 255).astype(np.uint8)
+    return img
+
+
+def to_gray(image: np.ndarray) -> np.ndarray:
+    """Any OpenCV-style image (gray, BGR, BGRA, 8 or 16 bit, float) -> uint8 grayscale."""
+    img = to_uint8(image)
     if img.ndim == 3:
         if img.shape[2] == 1:
             img = img[:, :, 0]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.preprocess import prepare_faces
+from ..data.preprocess import prepare_faces, to_uint8
 from .detectors import Detection, create_detector
 
 
@@ -45,13 +45,7 @@ def to_bgr8(image: np.ndarray) -> np.ndarray:
     """Gray / BGR / BGRA, 8 or 16 bit or float -> 8-bit BGR, the detectors' input."""
     import cv2
 
-    img = np.asarray(image)
-    if img.dtype == np.uint16:
-        img = (img >> 8).astype(np.uint8)
-    elif img.dtype in (np.float32, np.float64):
-        img = np.clip(img * (255.0 if img.max(initial=0) <= 1.0 else 1.0), 0, 255).astype(np.uint8)
-    elif img.dtype != np.uint8:
-        img = np.clip(img, 0, 255).astype(np.uint8)
+    img = to_uint8(image)
     if img.ndim == 2:
         return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
     if img.ndim == 3 and img.shape[2] == 1:
