@@ -42,9 +42,14 @@ def models_list(pattern: str = typer.Argument("*", help="Shell-style filter, e.g
         card = json.loads(cpath.read_text())
         tags = [a for a, t in al.items() if t == name]
         acc = card.get("metrics", {}).get("PrivateTest", {}).get("accuracy")
+        desc = f"{card['arch']}; PrivateTest acc {acc:.4f}" if acc else card["arch"]
+        test = card.get("metrics", {}).get("test", {})
+        if not acc and test.get("accuracy") is not None:  # attribute models (gender): UTKFace test split
+            desc = (f"{card['arch']}; {card.get('task', '')}; UTKFace test acc {test['accuracy']:.4f}, adults "
+                    f"{test.get('adults_accuracy', 0):.4f}; non-commercial research use only")
         rows.append({"name": name, "kind": "shipped" + (f" ({', '.join(tags)})" if tags else ""),
                      "params": card.get("params"), "in_size": card.get("in_size"), "mflops": card.get("mflops"),
-                     "description": f"{card['arch']}; PrivateTest acc {acc:.4f}" if acc else card["arch"]})
+                     "description": desc})
     if json_out:
         print_json(rows)
         return
@@ -120,9 +125,19 @@ def evaluate_cmd(
     batch_size: int = typer.Option(256, "--batch-size"),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip malformed rows / unreadable images."),
     ignore_unknown: bool = typer.Option(False, "--ignore-unknown", help="Skip class folders not in the label set."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for torch."),
 ) -> None:
-    """Accuracy, macro / weighted F1, per-class metrics and the confusion matrix of a model on a split."""
+    """Accuracy, macro / weighted F1, per-class metrics and the confusion matrix of a model on a split.
+
+    On a UTKFace folder (``--model gender``): the held-out test split, with accuracy by race and by age band,
+    adults (20+) and children, and the gap between the best and worst group.
+    """
     from ..training.evaluation import run_evaluation
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
 
     res = run_evaluation(model, data, split=split, tta=tta, detect=detect, occlude=occlude, out=out,
                          batch_size=batch_size, skip_bad=skip_bad, ignore_unknown=ignore_unknown)
@@ -196,7 +211,8 @@ def models_ship(
     run: Path = typer.Argument(..., help="Run directory with best.safetensors + best.json."),
     name: str = typer.Option(..., "--name", help="Shipped model name, e.g. emonet_s_fer2013."),
     alias: list[str] = typer.Option([], "--alias", help="Public alias to point at it (default, fast)."),
-    data: Optional[Path] = typer.Option(None, "--data", help="FER-2013 CSV: record PublicTest / PrivateTest metrics."),
+    data: Optional[Path] = typer.Option(None, "--data", help="FER-2013 CSV: record PublicTest / PrivateTest metrics "
+                                                             "(a UTKFace folder: test metrics by race / age)."),
     status: str = typer.Option("final", help="final | provisional (written into the card)."),
 ) -> None:
     """Developer command: copy a trained run into the package's weights with its card and test metrics."""
@@ -217,7 +233,38 @@ def models_ship(
     card["shipped"] = datetime.now(timezone.utc).strftime("%Y-%m-%d")
     shutil.copyfile(wpath, WEIGHTS_DIR / f"{name}.safetensors")
     write_json(WEIGHTS_DIR / f"{name}.json", card)
-    if data:
+    from ..data.utkface import is_utkface
+
+    if data and is_utkface(data):  # attribute model: held-out test metrics with the group report
+        import shlex
+        import sys
+
+        from ..data import utkface as utk
+
+        card.update({"task": "apparent binary gender from a face crop", "intended_use": utk.INTENDED_USE,
+                     "labels_provenance": utk.LABELS_PROVENANCE, "license": utk.LICENSE,
+                     "known_biases": utk.KNOWN_BIASES})
+        res = run_evaluation(name, data, split="test", quiet=True)
+        keep = ("accuracy", "macro_f1", "n", "per_class", "adults_accuracy", "adults", "children", "by_race",
+                "by_age", "by_race_adults", "by_gender", "gap_race", "gap_age", "gap", "gaps", "held_out",
+                "ms_per_face")
+        card.setdefault("metrics", {})["test"] = {k: res[k] for k in keep}
+        card["metrics"]["evaluated"] = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+        g = res["gaps"]
+        card["group_gaps"] = (
+            f"held-out test split (n={res['n']}): accuracy {res['accuracy']:.4f}; adults (20+) "
+            f"{res['adults_accuracy']:.4f}, children (0-19) {res['children']['accuracy']:.4f}; by race best "
+            f"{g['race']['best']} / worst {g['race']['worst']}, gap {g['race']['gap']:.4f}; by age band best "
+            f"{g['age']['best']} / worst {g['age']['worst']}, gap {g['age']['gap']:.4f}; among adults by race, gap "
+            f"{g['race_adults']['gap']:.4f} ({g['race_adults']['worst']} lowest); female vs male recall gap "
+            f"{g['gender']['gap']:.4f} ({g['gender']['worst']} lower)")
+        card["reproduce"] = [card.get("training", {}).get("command", ""),
+                             " ".join(shlex.quote(a) for a in sys.argv),
+                             f"emotionlab evaluate --model {name} --data {data} --json OUT.json"]
+        write_json(WEIGHTS_DIR / f"{name}.json", card)
+        console.print(f"{name} test: acc {res['accuracy']:.4f}, adults {res['adults_accuracy']:.4f}, "
+                      f"gap race {res['gap_race']:.4f}, gap age {res['gap_age']:.4f}")
+    elif data:
         for split in ("PublicTest", "PrivateTest"):
             for tta in ("none", "flip"):
                 res = run_evaluation(name, data, split=split, tta=tta, quiet=True)

@@ -27,12 +27,13 @@ def _set_threads(threads: int) -> None:
     cv2.setNumThreads(threads)
 
 
-def _recognizer(model: str, detector: str, device: str, backend: str, threads: int):
+def _recognizer(model: str, detector: str, device: str, backend: str, threads: int,
+                attributes: tuple[str, ...] = ("emotion",), gender_model: str = "gender"):
     from ..inference import FaceEmotionRecognizer
 
     try:
         rec = FaceEmotionRecognizer(model=model, detector=detector, device=device, backend=backend,
-                                    threads=threads)
+                                    threads=threads, attributes=attributes, gender_model=gender_model)
     except FileNotFoundError as e:
         fail(f"{e}\n(no usable emotion model: pass --model RUN_DIR of a trained run, or ship one as 'default')")
     console.print(f"[bold]using[/] {rec.describe()}", highlight=False)
@@ -71,6 +72,10 @@ def predict(
     smoothing: float = typer.Option(0.5, help="Videos: EMA weight of past scores per tracked face (0 = off)."),
     timeline: str = typer.Option("csv", help="Videos: timeline format csv | parquet (parquet needs pyarrow)."),
     debug: bool = typer.Option(False, "--debug", help="Annotated images get the model's-eye inset."),
+    attributes: str = typer.Option("emotion", "--attributes",
+                                   help="emotion (default) or emotion,gender: adds each face's apparent binary "
+                                        "gender {label, scores} (research use; see the gender model card)."),
+    gender_model: str = typer.Option("gender", "--gender-model", help="Model for the gender attribute."),
 ) -> None:
     """Detect faces and classify their emotions; bad files are reported one by one and counted."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -81,11 +86,17 @@ def predict(
 
     if timeline not in ("csv", "parquet"):
         fail(f"--timeline {timeline!r}: expected csv or parquet")
+    from ..inference.recognizer import parse_attributes
+
+    try:
+        attrs = parse_attributes(attributes)
+    except ValueError as e:
+        fail(f"--attributes {attributes!r}: {e}")
     _set_threads(threads)
     items = expand_inputs(paths)
     if not items:
         fail("no images or videos found in " + ", ".join(map(str, paths)))
-    rec = _recognizer(model, detector, device, backend, threads)
+    rec = _recognizer(model, detector, device, backend, threads, attrs, gender_model)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     results: list[dict] = []  # one per input, in input order
@@ -142,10 +153,11 @@ def predict(
                 flush()
         flush()
 
+    gender_labels = rec.gender.labels if getattr(rec, "gender", None) is not None else None
     if csv_out is not None:
-        _write_csv(csv_out, results, rec.labels)
+        _write_csv(csv_out, results, rec.labels, gender_labels)
     if not json_out:
-        _print_table(results)
+        _print_table(results, gender_labels is not None)
     ok = len(results) - failures
     console.print(f"{len(results)} input(s): {ok} ok, {failures} failed; {n_faces} face(s); model {rec.model_name}"
                   + (f"; outputs in {out}" if out is not None else ""), highlight=False)
@@ -201,32 +213,42 @@ def _predict_video(rec, path: Path, rel: Path, out: Path | None, stride: int, sm
     return d
 
 
-def _write_csv(path: Path, results: list[dict], labels: list[str]) -> None:
+def _write_csv(path: Path, results: list[dict], labels: list[str], gender_labels: list[str] | None = None) -> None:
+    """One row per face; with the gender attribute, ``gender`` and ``p_gender_<label>`` columns before ``error``."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    gl = list(gender_labels or [])
+    gcols = (["gender", *[f"p_gender_{k}" for k in gl]]) if gl else []
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["path", "face", "x", "y", "w", "h", "label", "score", *[f"p_{k}" for k in labels], "error"])
+        w.writerow(["path", "face", "x", "y", "w", "h", "label", "score", *[f"p_{k}" for k in labels], *gcols,
+                    "error"])
         for r in results:
             if r.get("error") and not r["faces"]:
-                w.writerow([r["path"], "", "", "", "", "", "", "", *[""] * len(labels), r["error"]])
+                w.writerow([r["path"], "", "", "", "", "", "", "", *[""] * len(labels), *[""] * len(gcols), r["error"]])
             for i, f in enumerate(r["faces"]):
+                g = f.get("gender")
+                gvals = ([g["label"], *[f"{g['scores'][k]:.4f}" for k in gl]] if g else [""] * len(gcols)) if gl else []
                 w.writerow([r["path"], f.get("face_id", i), *f["box"], f["label"], f"{f['scores'][f['label']]:.4f}",
-                            *[f"{f['scores'][k]:.4f}" for k in labels], r.get("error", "")])
+                            *[f"{f['scores'][k]:.4f}" for k in labels], *gvals, r.get("error", "")])
 
 
-def _print_table(results: list[dict]) -> None:
+def _print_table(results: list[dict], gender: bool = False) -> None:
     from rich.table import Table
 
     t = Table(title="faces")
-    for col in ("file", "face box (x, y, w, h)", "label", "top score"):
+    cols = ["file", "face box (x, y, w, h)", "label", "top score"] + (["apparent gender"] if gender else [])
+    for col in cols:
         t.add_column(col)
+    pad = [""] * (len(cols) - 2)
     for r in results:
         if r.get("error") and not r["faces"]:
-            t.add_row(r["path"], "[red]error[/]", "", "")
+            t.add_row(r["path"], "[red]error[/]", *pad)
         elif not r["faces"]:
-            t.add_row(r["path"], "no face", "", "")
+            t.add_row(r["path"], "no face", *pad)
         for f in r["faces"]:
-            t.add_row(r["path"], ", ".join(map(str, f["box"])), f["label"], f"{f['scores'][f['label']]:.3f}")
+            g = f.get("gender")
+            extra = ([f"{g['label']} {g['scores'][g['label']]:.2f}" if g else ""] if gender else [])
+            t.add_row(r["path"], ", ".join(map(str, f["box"])), f["label"], f"{f['scores'][f['label']]:.3f}", *extra)
     # the table is the command's main output: stdout, so it can be piped (wide when piped: no wrapped paths)
     from rich.console import Console
 

@@ -51,7 +51,14 @@ AFFECTNET8 = LabelSet(
     "AffectNet (Mollahosseini et al. 2017) expression codes 0..7",
 )
 
-LABEL_SETS: dict[str, LabelSet] = {ls.name: ls for ls in (FER7, FERPLUS8, CKPLUS7, AFFECTNET8)}
+# Not an emotion: UTKFace's apparent binary gender annotation (0 male, 1 female), for the gender model only.
+GENDER2 = LabelSet(
+    "gender2",
+    ("male", "female"),
+    "UTKFace (Zhang et al. 2017) apparent binary gender codes 0 (male), 1 (female)",
+)
+
+LABEL_SETS: dict[str, LabelSet] = {ls.name: ls for ls in (FER7, FERPLUS8, CKPLUS7, AFFECTNET8, GENDER2)}
 
 # Folder names and dataset spellings -> canonical names.
 ALIASES: dict[str, str] = {

@@ -28,6 +28,7 @@ class Face:
     detection_score: float | None = None
     crop: np.ndarray | None = field(default=None, repr=False)  # the normalized (S,S) uint8 face the model saw
     face_id: int | None = None
+    gender: dict | None = None  # {"label", "scores"}: apparent gender, only with attributes=(..., "gender")
 
     @property
     def score(self) -> float:
@@ -38,7 +39,10 @@ class Face:
         return {"box": [int(v) for v in self.box], "label": self.label,
                 "scores": {k: float(v) for k, v in self.scores.items()},
                 "landmarks": [[float(x), float(y)] for x, y in self.landmarks] if self.landmarks is not None else None,
-                "detection_score": float(self.detection_score) if self.detection_score is not None else None}
+                "detection_score": float(self.detection_score) if self.detection_score is not None else None,
+                **({"gender": {"label": self.gender["label"],
+                               "scores": {k: float(v) for k, v in self.gender["scores"].items()}}}
+                   if self.gender is not None else {})}
 
 
 def to_bgr8(image: np.ndarray) -> np.ndarray:
@@ -72,18 +76,87 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(1, keepdims=True)
 
 
+ATTRIBUTES = ("emotion", "gender")
+
+
+def parse_attributes(attributes) -> tuple[str, ...]:
+    """``"emotion,gender"`` or a sequence -> validated tuple; emotion is always computed (it is ``Face.label``)."""
+    names = [a.strip().lower() for a in (attributes.split(",") if isinstance(attributes, str) else attributes)]
+    names = [a for a in names if a]
+    bad = [a for a in names if a not in ATTRIBUTES]
+    if bad:
+        raise ValueError(f"unknown attribute(s) {bad}; known: {', '.join(ATTRIBUTES)}")
+    if "emotion" not in names:
+        raise ValueError(f"attributes {names} must include 'emotion' (each face's label and scores)")
+    return tuple(dict.fromkeys(names))
+
+
+class AttributeClassifier:
+    """A second face classifier (apparent gender) on the same detector boxes, cut with its own model card's
+    preprocessing, so it keeps working whatever the emotion model's input size or architecture is."""
+
+    def __init__(self, model: str, device: str = "cpu", backend: str = "auto", threads: int | None = None):
+        from ..models.hub import load_model
+
+        self.loaded = load_model(model, device)
+        self.labels: list[str] = self.loaded.labels
+        self.pre = self.loaded.preprocess
+        self.device = device
+        self._sess = None
+        self.backend = "torch"
+        if backend == "torch" or (backend == "auto" and str(device) != "cpu"):
+            return
+        try:
+            import onnxruntime as ort
+
+            from .onnx_export import cached_model_onnx
+
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = int(threads or 1)
+            so.inter_op_num_threads = 1
+            self._sess = ort.InferenceSession(str(cached_model_onnx(self.loaded)), so,
+                                              providers=["CPUExecutionProvider"])
+            self._in_name = self._sess.get_inputs()[0].name
+            self.backend = "onnxruntime"
+        except Exception as e:
+            if backend == "onnx":
+                raise RuntimeError(f"ONNX Runtime backend failed for {self.loaded.name}: {e}") from e
+
+    def classify(self, model_input: np.ndarray) -> np.ndarray:
+        if len(model_input) == 0:
+            return np.zeros((0, len(self.labels)), np.float32)
+        if self._sess is not None:
+            logits = self._sess.run(None, {self._in_name: np.ascontiguousarray(model_input, np.float32)})[0]
+        else:
+            import torch
+
+            with torch.inference_mode():
+                x = torch.from_numpy(np.ascontiguousarray(model_input, np.float32)).to(self.device)
+                logits = self.loaded.model(x).float().cpu().numpy()
+        return _softmax(logits.astype(np.float64)).astype(np.float32)
+
+    def predict(self, images_bgr: list[np.ndarray], dets: list) -> np.ndarray:
+        """Probabilities for every face of every image, in one batched call."""
+        inputs = [prepare_faces(img, [d.box for d in ds], self.pre)[0] for img, ds in zip(images_bgr, dets)]
+        return self.classify(np.concatenate(inputs)) if inputs else np.zeros((0, len(self.labels)), np.float32)
+
+
 class FaceEmotionRecognizer:
     """Faces and emotions in images, folders and video.
 
     ``model``: shipped name, alias or run directory (``emotionlab.models.hub.load_model``); ``detector``: one of
     ``emotionlab.inference.detectors.list_detectors()``; ``backend``: ``auto`` (ONNX Runtime on CPU, PyTorch
-    on GPU), ``onnx`` or ``torch``.
+    on GPU), ``onnx`` or ``torch``. ``attributes``: ``("emotion",)`` (default) or ``("emotion", "gender")``
+    to add each face's apparent binary gender (``Face.gender`` = ``{label, scores}``) from ``gender_model``
+    (a separate small model: see its model card for what it can and cannot tell, and its license).
     """
 
     def __init__(self, model: str = "default", detector: str = "auto", device: str = "cpu", backend: str = "auto",
-                 threads: int | None = None, min_detection_score: float | None = None):
+                 threads: int | None = None, min_detection_score: float | None = None,
+                 attributes=("emotion",), gender_model: str = "gender"):
         from ..models.hub import load_model
 
+        self.attributes = parse_attributes(attributes)
         self.loaded = load_model(model, device)
         self.device = device
         self.labels: list[str] = self.loaded.labels
@@ -96,6 +169,8 @@ class FaceEmotionRecognizer:
         self.detector = create_detector(detector, **kw) if detector != "haar" else create_detector("haar")
         self.detector_name = detector
         self.backend = self._init_backend(backend)
+        self.gender = (AttributeClassifier(gender_model, device, backend, threads)
+                       if "gender" in self.attributes else None)
 
     # -- classification ---------------------------------------------------------------------------------
     def _init_backend(self, backend: str) -> str:
@@ -170,6 +245,12 @@ class FaceEmotionRecognizer:
         for ds, c, n in zip(dets, crops, counts):
             out.append(self._faces(ds, probs[i:i + n], c))
             i += n
+        if self.gender is not None:  # same crop settings (the usual case): reuse the emotion model's input
+            same = self.gender.pre == self.pre and inputs
+            gp = self.gender.classify(np.concatenate(inputs)) if same else self.gender.predict(images_bgr, dets)
+            labs = self.gender.labels
+            for f, p in zip((f for faces in out for f in faces), gp):
+                f.gender = {"label": labs[int(np.argmax(p))], "scores": {k: float(v) for k, v in zip(labs, p)}}
         return out
 
     def predict(self, image_or_path) -> list[Face]:
@@ -194,8 +275,9 @@ class FaceEmotionRecognizer:
 
     def describe(self) -> str:
         card = self.loaded.card
+        g = (f", gender model {self.gender.loaded.name} ({self.gender.backend})" if self.gender is not None else "")
         return (f"model {self.model_name} ({card.get('arch')}, {len(self.labels)} classes, weights {self.loaded.weights})"
-                f", detector {self.detector_name}, backend {self.backend}")
+                f", detector {self.detector_name}, backend {self.backend}{g}")
 
 
 @dataclass

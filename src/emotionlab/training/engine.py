@@ -234,6 +234,15 @@ def load_training_data(cfg: TrainConfig, in_size: int):
     from ..data.ferplus import attach_ferplus, load_ferplus
     from ..data.loader import load_dataset, train_val_test
 
+    from ..data.utkface import is_utkface, load_utkface
+
+    if is_utkface(cfg.data):  # UTKFace gender: its own group-aware split (see data/utkface.py)
+        u = load_utkface(cfg.data, size=in_size, seed=cfg.seed, skip_bad=cfg.skip_bad)
+        ds, train, val = u.face_dataset("all"), u.face_dataset("train"), u.face_dataset("val")
+        if cfg.max_train and len(train) > cfg.max_train:
+            rng = np.random.default_rng(cfg.seed)
+            train = train.subset(np.sort(rng.choice(len(train), cfg.max_train, replace=False)))
+        return ds, train, val
     ds = load_dataset(cfg.data, size=in_size, label_set=cfg.label_set, skip_bad=cfg.skip_bad)
     if cfg.ferplus:
         attach_ferplus(ds, load_ferplus(cfg.ferplus))
@@ -270,12 +279,14 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, console=Non
     model = create_model(cfg.model, num_classes=len(ls), in_size=cfg.in_size, **cfg.model_kwargs)
     in_size = model.in_size
     pre = PreprocessConfig(size=in_size)
+    data_card = None
     if splits is not None:
         train, val = splits
         source = train.source
     else:
         ds, train, val = load_training_data(cfg, in_size)
         source = ds.source
+        data_card = ds.extra.get("card")  # datasets other than FER-2013 describe themselves (UTKFace)
     console.print(f"[bold]{cfg.model}[/] {count_params(model) / 1e6:.2f}M params, {in_size}px; "
                   f"train {len(train)}  val {len(val)}  ({source}) on {device}")
     model.to(device)
@@ -329,7 +340,8 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, console=Non
         if improved:
             best, best_epoch, bad_epochs = vm["accuracy"], epoch + 1, 0
             save_weights(model, out / "best.safetensors")
-            write_json(out / "best.json", model_card(model, cfg, pre, ls, vm, history, device, command))
+            write_json(out / "best.json", model_card(model, cfg, pre, ls, vm, history, device, command,
+                                                                data_card))
         else:
             bad_epochs += 1
         console.print(f"epoch {epoch + 1:3d}/{cfg.epochs}  loss {tr['loss']:.4f}  acc {tr['acc']:.4f}  "
@@ -358,9 +370,9 @@ def _write_history(out: Path, history: list[dict]) -> None:
 
 
 def model_card(model, cfg: TrainConfig, pre: PreprocessConfig, ls, val_metrics: dict, history, device,
-               command: str) -> dict:
+               command: str, data_card: dict | None = None) -> dict:
     last = history[-1] if history else {}
-    return {
+    card = {
         "format": "emotionlab-model/1",
         "name": cfg.model,
         "arch": model.arch,
@@ -387,3 +399,6 @@ def model_card(model, cfg: TrainConfig, pre: PreprocessConfig, ls, val_metrics: 
         },
         "metrics": {"validation": {k: val_metrics[k] for k in ("accuracy", "macro_f1", "weighted_f1", "n")}},
     }
+    if data_card:
+        card["training"].update(data_card)
+    return card

@@ -71,6 +71,17 @@ def run_evaluation(model: str, data: str | Path, split: str = "PrivateTest", tta
 
     loaded = load_model(model)
     data = Path(data)
+    from ..data.utkface import is_utkface
+
+    if is_utkface(data) and not detect and not occlude:  # attribute model: accuracy by race / age band
+        from .fairness import evaluate_utkface
+
+        res = evaluate_utkface(loaded, data, split, tta, batch_size, quiet, console, skip_bad=skip_bad)
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            plot_confusion(res["confusion_matrix"], res["labels"], out / "confusion.png",
+                           f"{loaded.name} {res['split']} acc {res['accuracy']:.3f}")
+        return res
     t0 = time.perf_counter()
     errors: list = []
     if detect:
