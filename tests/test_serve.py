@@ -487,6 +487,9 @@ def test_settings_validation_and_environment(monkeypatch):
         ServeSettings(workers=0)
     with pytest.raises(ValueError, match="fusion weights"):
         ServeSettings(face_weight=0, text_weight=0)
+    with pytest.raises(ValueError, match="unknown attribute"):
+        ServeSettings(attributes=("emotion", "age"))
+    assert ServeSettings(attributes="emotion,gender").attributes == ("emotion", "gender")
     monkeypatch.setenv("EMOTIONLAB_SERVE_MAX_BODY", "1234")
     monkeypatch.setenv("EMOTIONLAB_SERVE_PRELOAD", "yes")
     monkeypatch.setenv("EMOTIONLAB_SERVE_TEXT_MODELS", "default,carer")

@@ -53,3 +53,19 @@ def test_real_models_end_to_end():
                    data={"text": "I am so happy today!"})
         assert a.status_code == 200, a.text
         assert abs(sum(a.json()["fused"]["scores"].values()) - 1) < 1e-6
+
+
+def test_real_gender_attribute_is_opt_in():
+    reason = _real_face_available()
+    if reason:
+        pytest.skip(f"face pipeline or shipped default model not available: {reason}")
+    photo = Path(__file__).resolve().parents[1] / "examples" / "grace_hopper.jpg"
+    img = ("g.jpg", photo.read_bytes(), "image/jpeg")
+    with TestClient(create_app(workers=1, attributes=("emotion", "gender"))) as c:
+        assert c.get("/health").json()["attributes"] == ["emotion", "gender"]
+        face = c.post("/v1/faces", files={"image": img}).json()["faces"][0]
+        assert set(face["gender"]["scores"]) == {"female", "male"}
+        assert face["gender"]["label"] == max(face["gender"]["scores"], key=face["gender"]["scores"].get)
+        assert abs(sum(face["gender"]["scores"].values()) - 1) < 1e-4
+    with TestClient(create_app(workers=1)) as c:
+        assert "gender" not in c.post("/v1/faces", files={"image": img}).json()["faces"][0]

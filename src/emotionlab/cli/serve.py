@@ -26,6 +26,8 @@ def serve(
     timeout: float = typer.Option(30.0, help="Seconds one inference may take before a 504."),
     face_weight: float = typer.Option(0.5, help="Fusion weight of the face in /v1/analyze."),
     text_weight: float = typer.Option(0.5, help="Fusion weight of the text in /v1/analyze."),
+    attributes: str = typer.Option("emotion", help="Per-face outputs: emotion, or emotion,gender to add apparent "
+                                                   "gender (see the gender model card for its limits)."),
     preload: bool = typer.Option(True, "--preload/--lazy", help="Load the models at start (fail fast)."),
     log_level: str = typer.Option("info", help="uvicorn log level."),
 ) -> None:
@@ -44,7 +46,8 @@ def serve(
         settings = ServeSettings(face_model=model, text_model=text_model, detector=detector, backend=backend,
                                  workers=workers, torch_threads=threads, max_body=int(max_body_mb * 1024 * 1024),
                                  max_pixels=max_pixels, timeout_s=timeout, face_weight=face_weight,
-                                 text_weight=text_weight, preload=preload)
+                                 text_weight=text_weight, preload=preload,
+                                 attributes=attributes)
     except ValueError as e:
         fail(str(e))
     app = create_app(settings=settings)

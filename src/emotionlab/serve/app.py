@@ -67,8 +67,12 @@ class ServeSettings:
     text_models: tuple[str, ...] = SHIPPED_TEXT_MODELS
     preload: bool = False
     torch_threads: int | None = None
+    attributes: tuple[str, ...] = ("emotion",)  # ("emotion", "gender") adds apparent gender: opt-in at start
 
     def __post_init__(self) -> None:
+        from ..inference.recognizer import parse_attributes
+
+        object.__setattr__(self, "attributes", parse_attributes(self.attributes))  # frozen dataclass
         for name in ("max_body", "max_pixels", "workers", "max_pending", "max_texts", "max_text_chars"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"serve setting {name} must be >= 1, got {getattr(self, name)}")
@@ -355,7 +359,8 @@ def create_app(face_recognizer: Any = None, text_model: Any = None, settings: Se
         def face_factory():
             from ..inference import FaceEmotionRecognizer
 
-            return FaceEmotionRecognizer(model=s.face_model, detector=s.detector, device=s.device, backend=s.backend)
+            return FaceEmotionRecognizer(model=s.face_model, detector=s.detector, device=s.device, backend=s.backend,
+                                         attributes=s.attributes)
 
     faces = FacePool(s.workers, factory=face_factory, instance=face_recognizer)
     texts = TextModels(s, instance=text_model, loader=text_loader)
@@ -507,7 +512,7 @@ def create_app(face_recognizer: Any = None, text_model: Any = None, settings: Se
     @app.get("/health", summary="Liveness and what is loaded")
     async def health():
         return {"status": "ok", "version": __version__, "face_model": faces.model_name or s.face_model,
-                "face_labels": faces.labels, "text_model": s.text_model, "text_models": list(texts.allowed),
+                "face_labels": faces.labels, "attributes": list(s.attributes), "text_model": s.text_model, "text_models": list(texts.allowed),
                 "shared_labels": list(SHARED_LABELS), "workers": s.workers, "pending": state["pending"],
                 "served": state["served"], "uptime_s": round(time.time() - state["started"], 1),
                 "limits": {"max_body": s.max_body, "max_pixels": s.max_pixels, "max_texts": s.max_texts,
