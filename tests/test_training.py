@@ -176,3 +176,41 @@ def test_packed_dataset_roundtrip_and_training_split(tiny_fer_csv, tmp_path):
     assert back.soft is not None and "PrivateTest" not in set(back.usage.tolist())
     tr, va, te = train_val_test(back)
     assert te is None and len(tr) + len(va) == len(keep)
+
+
+def test_ferplus_relabel_for_evaluation_counts_every_excluded_row(tiny_fer_csv, tmp_path):
+    from emotionlab.data.errors import DataError
+    from emotionlab.data.fer2013 import load_fer2013
+    from emotionlab.data.loader import eval_split
+    from emotionlab.training.evaluation import ferplus_relabel
+
+    ds = load_fer2013(tiny_fer_csv)
+    cols = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown", "NF"]
+    fer7_to_col = {0: 4, 1: 5, 2: 6, 3: 1, 4: 3, 5: 2, 6: 0}
+    votes = np.zeros((len(ds), 10), np.int64)
+    for i, y in enumerate(ds.labels):
+        votes[i, fer7_to_col[int(y)]] = 10  # agrees with FER-2013 ...
+    test_rows = np.flatnonzero(ds.usage == "PrivateTest")
+    a, b, c, d = test_rows[:4]
+    votes[a] = 0
+    votes[a, 1] = 9  # ... except: 9/10 happy -> relabelled
+    votes[a, 0] = 1
+    votes[b] = 0
+    votes[b, 7] = 10  # contempt: outside FER7, excluded
+    votes[c] = 0
+    votes[c, [0, 1]] = [5, 5]  # tie: no majority, excluded
+    votes[d] = 0
+    votes[d, 9] = 10  # not a face, excluded
+    lines = ["Usage,Image name," + ",".join(cols)] + [f"{u},x.png," + ",".join(map(str, v))
+                                                      for u, v in zip(ds.usage, votes)]
+    fp = tmp_path / "fer2013new.csv"
+    fp.write_text("\n".join(lines) + "\n")
+    part = eval_split(ds, "PrivateTest")
+    out, info = ferplus_relabel(part, fp)
+    assert info["kept"] == len(part) - 3 == len(out)
+    assert (info["excluded_other_class"], info["excluded_no_majority"]) == (1, 2)
+    assert info["changed_vs_fer2013"] == (0 if ds.labels[a] == 3 else 1)
+    assert out.labels[list(out.rows).index(a)] == 3
+    fp.write_text("\n".join(lines[:5]) + "\n")  # too few rows for the data
+    with pytest.raises(DataError, match="rows"):
+        ferplus_relabel(part, fp)

@@ -126,6 +126,8 @@ def evaluate_cmd(
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip malformed rows / unreadable images."),
     ignore_unknown: bool = typer.Option(False, "--ignore-unknown", help="Skip class folders not in the label set."),
     threads: Optional[int] = typer.Option(None, help="CPU threads for torch."),
+    ferplus: Optional[Path] = typer.Option(None, "--ferplus", help="fer2013new.csv: score against the FER+ "
+                                           "majority label of 10 annotators instead of the FER-2013 label."),
 ) -> None:
     """Accuracy, macro / weighted F1, per-class metrics and the confusion matrix of a model on a split.
 
@@ -140,7 +142,8 @@ def evaluate_cmd(
         torch.set_num_threads(threads)
 
     res = run_evaluation(model, data, split=split, tta=tta, detect=detect, occlude=occlude, out=out,
-                         batch_size=batch_size, skip_bad=skip_bad, ignore_unknown=ignore_unknown)
+                         batch_size=batch_size, skip_bad=skip_bad, ignore_unknown=ignore_unknown,
+                         ferplus=ferplus)
     if json_out is not None:
         if str(json_out) == "-":
             print_json(res)
@@ -214,6 +217,8 @@ def models_ship(
     data: Optional[Path] = typer.Option(None, "--data", help="FER-2013 CSV: record PublicTest / PrivateTest metrics "
                                                              "(a UTKFace folder: test metrics by race / age)."),
     status: str = typer.Option("final", help="final | provisional (written into the card)."),
+    ferplus: Optional[Path] = typer.Option(None, "--ferplus", help="fer2013new.csv: also record PrivateTest "
+                                           "accuracy against the FER+ majority labels."),
 ) -> None:
     """Developer command: copy a trained run into the package's weights with its card and test metrics."""
     import shutil
@@ -272,6 +277,11 @@ def models_ship(
                 card.setdefault("metrics", {})[key] = {k: res[k] for k in ("accuracy", "macro_f1", "weighted_f1",
                                                                            "n", "per_class", "ms_per_face")}
                 console.print(f"{name} {key}: acc {res['accuracy']:.4f} macro-F1 {res['macro_f1']:.4f}")
+        if ferplus:
+            res = run_evaluation(name, data, split="PrivateTest", quiet=True, ferplus=ferplus)
+            card["metrics"]["PrivateTest@FER+majority"] = {k: res[k] for k in ("accuracy", "macro_f1", "n",
+                                                                                "per_class", "labels_from")}
+            console.print(f"{name} PrivateTest vs FER+ majority: acc {res['accuracy']:.4f}")
         card["metrics"]["evaluated"] = datetime.now(timezone.utc).strftime("%Y-%m-%d")
         write_json(WEIGHTS_DIR / f"{name}.json", card)
     if alias:

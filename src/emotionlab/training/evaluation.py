@@ -62,9 +62,37 @@ def _detect_eval(loaded, model_ref: str, data: Path, split: str, ignore_unknown:
     return np.asarray(y_true, np.int64), np.asarray(probs, np.float32).reshape(-1, len(rec.labels)), list(ls.labels), errors
 
 
+def ferplus_relabel(part, ferplus: Path):
+    """Replace FER-2013 labels by the FER+ majority label (10 annotators, Barsoum et al. 2016).
+
+    Kept: rows whose FER+ majority is one of the dataset's classes. Excluded and counted (never silently):
+    no majority, unknown / not-a-face, and classes outside the label set (contempt for FER7).
+    """
+    from ..data.ferplus import load_ferplus
+    from ..data.labels import FERPLUS8
+
+    if part.rows is None:
+        raise DataError(part.source, "--ferplus needs FER-2013 rows (a fer2013.csv file), not an image folder")
+    votes = load_ferplus(ferplus)
+    if part.rows.max() >= len(votes):
+        raise DataError(ferplus, f"has {len(votes)} rows but the data refers to row {part.rows.max()}")
+    major = votes.majority[part.rows]
+    names = list(part.label_set.labels)
+    fp8 = list(FERPLUS8.labels)
+    mapped = np.array([names.index(fp8[m]) if m >= 0 and fp8[m] in names else -1 for m in major], dtype=np.int64)
+    keep = np.flatnonzero(mapped >= 0)
+    out = part.subset(keep)
+    out.labels = mapped[keep].astype(np.int64)
+    info = {"source": str(ferplus), "kept": int(len(keep)), "excluded_no_majority": int((major < 0).sum()),
+            "excluded_other_class": int(((major >= 0) & (mapped < 0)).sum()),
+            "changed_vs_fer2013": int((part.labels[keep] != out.labels).sum())}
+    return out, info
+
+
 def run_evaluation(model: str, data: str | Path, split: str = "PrivateTest", tta: str = "none", detect: bool = False,
                    occlude: str | None = None, out: Path | None = None, batch_size: int = 256,
-                   skip_bad: bool = False, ignore_unknown: bool = False, quiet: bool = False) -> dict:
+                   skip_bad: bool = False, ignore_unknown: bool = False, quiet: bool = False,
+                   ferplus: Path | None = None) -> dict:
     from ..cli.common import console
     from ..data.loader import eval_split, load_dataset
     from ..models.hub import load_model
@@ -93,6 +121,9 @@ def run_evaluation(model: str, data: str | Path, split: str = "PrivateTest", tta
         ds = load_dataset(data, size=loaded.card["in_size"], label_set=loaded.card.get("label_set", "fer7"),
                           skip_bad=skip_bad, ignore_unknown=ignore_unknown)
         part = eval_split(ds, split)
+        relabel = None
+        if ferplus is not None:
+            part, relabel = ferplus_relabel(part, ferplus)
         images, y_true, data_labels = part.images, part.labels, list(part.label_set.labels)
         probs = predict_proba(loaded.model, images, loaded.preprocess, batch_size, tta)
     elapsed = time.perf_counter() - t0
@@ -100,6 +131,8 @@ def run_evaluation(model: str, data: str | Path, split: str = "PrivateTest", tta
     res = classification_metrics(y_true, y_pred, data_labels)
     res.update({"model": loaded.name, "weights": str(loaded.weights), "data": str(data), "split": split, "tta": tta,
                 "ms_per_face": 1000 * elapsed / max(len(y_true), 1)})
+    if not detect and ferplus is not None:
+        res["labels_from"] = relabel
     if detect:
         res["errors"] = errors
         res["n_errors"] = len(errors)
