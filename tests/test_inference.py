@@ -355,3 +355,28 @@ def test_detector_recall_on_pasted_utkface_chips(shared_data):
     det = create_detector("auto")
     r = bp.score([[(*d.box, d.score) for d in det.detect(f)] for f in frames], gts, 10)
     assert r["recall_140-240px"] >= 0.8 and r["fp_per_empty_frame"] <= 0.3, r
+
+
+def test_video_timeline_has_gender_columns_only_when_asked(run_dir, astronaut, tmp_path):
+    import csv
+
+    from emotionlab.inference import FaceEmotionRecognizer
+    from emotionlab.inference.video import process_video, write_timeline
+    from emotionlab.models.hub import resolve
+
+    try:
+        resolve("gender")
+    except FileNotFoundError:
+        pytest.skip("shipped gender model absent")
+    vid = tmp_path / "clip.mp4"
+    _write_video(vid, _two_face_frames(astronaut, n=3))
+    rec_g = FaceEmotionRecognizer(str(run_dir), attributes=("emotion", "gender"), backend="torch")
+    res = process_video(rec_g, vid, tmp_path / "out", smoothing=0.0)
+    with open(res.outputs["timeline"]) as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 6 and {"gender", "p_gender_male", "p_gender_female"} <= set(rows[0])
+    for r in rows:
+        p = {k: float(r[f"p_gender_{k}"]) for k in ("male", "female")}
+        assert r["gender"] == max(p, key=p.get) and abs(sum(p.values()) - 1) < 1e-3
+    plain = write_timeline([{"frame": 0, "label": "happy"}], tmp_path / "t.csv", ["happy"])
+    assert "gender" not in plain.read_text().splitlines()[0]

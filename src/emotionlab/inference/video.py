@@ -95,6 +95,9 @@ def process_video(recognizer, path: str | os.PathLike, out_dir: Path | None, str
                 row = {"frame": fr.index, "time": round(fr.time, 4), "face_id": f.face_id, "x": f.box[0],
                        "y": f.box[1], "w": f.box[2], "h": f.box[3], "label": f.label}
                 row.update({f"p_{k}": round(v, 5) for k, v in f.scores.items()})
+                if getattr(f, "gender", None) is not None:  # attributes=("emotion", "gender")
+                    row["gender"] = f.gender["label"]
+                    row.update({f"p_gender_{k}": round(v, 5) for k, v in f.gender["scores"].items()})
                 res.rows.append(row)
             if out_dir is not None:
                 if writer is None:
@@ -130,6 +133,8 @@ def process_video(recognizer, path: str | os.PathLike, out_dir: Path | None, str
 def write_timeline(rows: list[dict], path: Path, labels: list[str]) -> Path:
     """Per-frame, per-face CSV (or Parquet when the suffix is .parquet and pyarrow is installed)."""
     cols = ["frame", "time", "face_id", "x", "y", "w", "h", "label"] + [f"p_{k}" for k in labels]
+    extra = dict.fromkeys(k for r in rows for k in r if k.startswith(("gender", "p_gender_")))  # opt-in attributes
+    cols += sorted(extra, key=lambda k: (k != "gender", k))
     if path.suffix == ".parquet":
         import pandas as pd
 
