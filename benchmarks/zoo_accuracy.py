@@ -109,22 +109,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path)
     p.add_argument("--md", type=Path)
     args = p.parse_args(argv)
-    rows = [bench_one(spec.strip(), args) for spec in args.models.split(",") if spec.strip()]
     import torch
 
     meta = {"budget": f"{args.epochs} epochs on {args.max_train or 'all'} Training images, "
                       f"{Path(args.config).name}, {args.threads} threads",
             "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch "
                        f"{torch.__version__}", "date": dt.date.today().isoformat(), "data": args.data}
-    out = {"meta": meta, "rows": rows}
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=2))
-    md = markdown(rows, meta)
-    if args.md:
-        args.md.parent.mkdir(parents=True, exist_ok=True)
-        args.md.write_text(md)
-    print(md)
+    rows: list[dict] = []
+    for spec in (s.strip() for s in args.models.split(",")):
+        if not spec:
+            continue
+        rows.append(bench_one(spec, args))
+        md = markdown(rows, meta)  # written after every model: a stopped run keeps what it measured
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+        if args.md:
+            args.md.parent.mkdir(parents=True, exist_ok=True)
+            args.md.write_text(md)
+    print(markdown(rows, meta))
     return 0
 
 

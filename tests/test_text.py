@@ -224,6 +224,29 @@ def test_finetune_tiny_roundtrip(tmp_path):
     assert np.allclose(TextEmotionClassifier.load(tmp_path / "ft").predict_proba(texts), p, atol=2e-3)
 
 
+def test_finetune_continue_keeps_validation_best():
+    """Continued fine-tuning starts from an earlier model, scores it first and records checkpoints and origin."""
+    from emotionlab.text.datasets import TextDataset
+    from emotionlab.text.train import train_tuned
+
+    texts = ["so happy today", "great joy", "i am sad", "tears and grief"]
+    y = np.array([0, 0, 1, 1])
+    base = TextEmotionClassifier("finetune", train_layers=1, epochs=1, max_length=12, batch_size=2)
+    base.fit(texts, y, ["joy", "sadness"])
+    base.card.update(val_accuracy=1.0, train_seconds=1.0)
+    ds = TextDataset(texts, y, ["joy", "sadness"], False, "tiny")
+    m = train_tuned("finetune", {"train": ds, "val": ds}, metric="accuracy", init=base, log=lambda *_: None,
+                    grid=[{"train_layers": 1, "epochs": 1, "max_length": 12, "batch_size": 2, "lr": 1e-5,
+                           "evals_per_epoch": 2}])
+    hist = m.card["sweep"][0]["history"]
+    assert [h["epoch"] for h in hist] == [0.0, 0.5, 1.0]
+    assert hist[0]["val_accuracy"] == pytest.approx(float((base.predict_proba(texts).argmax(1) == y).mean()))
+    assert m.card["val_accuracy"] == max(h["val_accuracy"] for h in hist)  # best checkpoint on validation
+    assert m.card["continued_from"]["params"]["epochs"] == 1
+    with pytest.raises(ValueError, match="only supported for finetune"):
+        train_tuned("tfidf_lr", {"train": ds, "val": ds}, init=base)
+
+
 def test_minilm_offline_no_network(monkeypatch):
     """The bundled MiniLM loads and embeds with every socket connection refused."""
     from emotionlab.text import embed

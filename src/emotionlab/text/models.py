@@ -411,9 +411,12 @@ class _FineTune(_Backend):
     kind = "finetune"
 
     def __init__(self, train_layers: int = 3, epochs: int = 4, lr: float = 6e-5, head_lr: float = 2e-3,
-                 batch_size: int = 32, max_length: int = 64, seed: int = 0, **params):
+                 batch_size: int = 32, max_length: int = 64, seed: int = 0, warmup: float = 0.1,
+                 evals_per_epoch: int = 1, **params):
         super().__init__(train_layers=train_layers, epochs=epochs, lr=lr, head_lr=head_lr, batch_size=batch_size,
-                         max_length=max_length, seed=seed, **params)
+                         max_length=max_length, seed=seed, warmup=warmup, evals_per_epoch=evals_per_epoch,
+                         **params)
+        self.history: list[dict] = []
 
     def _build(self, n_out: int) -> None:
         import torch
@@ -444,39 +447,70 @@ class _FineTune(_Backend):
         pooled = (h * m).sum(1) / m.sum(1).clamp(min=1)  # mean pooling, as all-MiniLM-L6-v2 was trained
         return self.head(torch.nn.functional.normalize(pooled, dim=-1) * 10.0)
 
-    def fit(self, texts, y, n_classes, multi_label, val=None, log=None):
+    def fit(self, texts, y, n_classes, multi_label, val=None, log=None, init=None, select="macro_f1"):
+        """Train the top layers + head; with ``val``, keep the best checkpoint on ``select`` (macro_f1/accuracy).
+
+        ``init`` (the tuned arrays of an earlier fine-tune of the same shape) continues training from there
+        instead of from the packaged weights; its own validation score is then the first candidate, so the
+        continuation can only replace it by a checkpoint that scores higher on validation.
+        Checkpoints are evaluated ``evals_per_epoch`` times per epoch (history in ``self.history``).
+        """
         import torch
 
         p = self.params
         torch.manual_seed(p["seed"])
         self.multi_label = multi_label
         self._build(n_classes)
+        if init is not None:
+            self._load_tuned(init)
         params = [{"params": [q for q in self.enc.parameters() if q.requires_grad], "lr": p["lr"]},
                   {"params": self.head.parameters(), "lr": p["head_lr"]}]
         opt = torch.optim.AdamW(params, weight_decay=0.01)
-        steps = p["epochs"] * math.ceil(len(texts) / p["batch_size"])
+        per_epoch = math.ceil(len(texts) / p["batch_size"])
+        steps = p["epochs"] * per_epoch
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[p["lr"], p["head_lr"]], total_steps=max(steps, 1),
-                                                    pct_start=0.1, anneal_strategy="linear")
+                                                    pct_start=float(p.get("warmup", 0.1)), anneal_strategy="linear")
         yt = torch.as_tensor(np.asarray(y), dtype=torch.float32 if multi_label else torch.long)
         loss_fn = torch.nn.BCEWithLogitsLoss() if multi_label else torch.nn.CrossEntropyLoss()
         g = torch.Generator().manual_seed(p["seed"])
+        n_evals = max(1, int(p.get("evals_per_epoch", 1)))
+        eval_at = {round(per_epoch * k / n_evals) for k in range(1, n_evals + 1)}
         best, best_state = -1.0, None
+        self.history = []
+
+        def checkpoint(epoch: float) -> None:
+            nonlocal best, best_state
+            if val is None:
+                return
+            pv, yv = self.scores(val[0]), np.asarray(val[1])
+            f1 = _val_score(pv, yv, multi_label)
+            acc = None if multi_label else float((pv.argmax(1) == yv).mean())
+            score = acc if select == "accuracy" and acc is not None else f1
+            self.history.append({"epoch": round(epoch, 2), "val_macro_f1": round(f1, 4),
+                                 "val_accuracy": None if acc is None else round(acc, 4)})
+            if log:
+                log(f"  finetune epoch {epoch:.2f}: val macro-F1 {f1:.4f}"
+                    + (f" accuracy {acc:.4f}" if acc is not None else ""))
+            if score > best:
+                best, best_state = score, self._tuned_state()
+                self.best_epoch = round(epoch, 2)
+            self.enc.train()
+            self.head.train()
+
+        if init is not None:
+            checkpoint(0.0)
         for ep in range(p["epochs"]):
             self.enc.train()
             self.head.train()
-            for idx in torch.randperm(len(texts), generator=g).split(p["batch_size"]):
+            for step, idx in enumerate(torch.randperm(len(texts), generator=g).split(p["batch_size"]), 1):
                 opt.zero_grad()
                 loss = loss_fn(self._forward([texts[i] for i in idx]), yt[idx])
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_([q for grp in params for q in grp["params"]], 1.0)
                 opt.step()
                 sched.step()
-            if val is not None:
-                score = _val_score(self.scores(val[0]), np.asarray(val[1]), multi_label)
-                if log:
-                    log(f"  finetune epoch {ep + 1}: val macro-F1 {score:.4f}")
-                if score > best:
-                    best, best_state = score, self._tuned_state()
+                if step in eval_at:
+                    checkpoint(ep + step / per_epoch)
         if best_state is not None:
             self._load_tuned(best_state)
         self.enc.eval()

@@ -72,8 +72,14 @@ def _features(kind: str, splits: dict[str, TextDataset], cache: dict) -> dict:
 
 def train_tuned(kind: str, splits: dict[str, TextDataset], grid: list[dict] | None = None,
                 name: str | None = None, cache: dict | None = None, log=print,
-                metric: str = "macro_f1") -> TextEmotionClassifier:
-    """Fit every grid point on train, keep the best on validation macro-F1 (or accuracy); the card keeps the sweep."""
+                metric: str = "macro_f1", init: TextEmotionClassifier | None = None) -> TextEmotionClassifier:
+    """Fit every grid point on train, keep the best on validation macro-F1 (or accuracy); the card keeps the sweep.
+
+    ``init`` (finetune only): an earlier fine-tuned model to continue training from; the grid then holds the
+    continuation's settings (extra epochs, learning rates), and the card records the earlier run.
+    """
+    if init is not None and (kind != "finetune" or init.kind != "finetune"):
+        raise ValueError("init (continued training) is only supported for finetune models")
     cache = {} if cache is None else cache
     tr, va = splits["train"], splits["val"]
     grid = grid or GRIDS[kind]
@@ -97,7 +103,12 @@ def train_tuned(kind: str, splits: dict[str, TextDataset], grid: list[dict] | No
                 m.backend.word, m.backend.char = vec
             extra["x"] = x_tfidf
         if kind == "finetune":
-            extra["log"] = log
+            extra.update(log=log, select=metric)
+            if init is not None:
+                if init.labels != tr.labels or int(init.params.get("train_layers", 3)) != int(
+                        params.get("train_layers", 3)):
+                    raise ValueError("init model does not match the dataset labels / number of tuned layers")
+                extra["init"] = init.backend._tuned_state()
         m.fit(tr.texts, tr.y, tr.labels, tr.multi_label,
               val=(va.texts, va.y) if kind in ("embed_mlp", "finetune") else None, **extra)
         if kind in ("embed_lr", "embed_mlp"):
@@ -113,12 +124,21 @@ def train_tuned(kind: str, splits: dict[str, TextDataset], grid: list[dict] | No
         score = acc if metric == "accuracy" and acc is not None else f1
         sweep.append({"params": params, "val_macro_f1": round(f1, 4), "val_accuracy": acc,
                       "seconds": round(time.perf_counter() - t1, 1)})
+        if kind == "finetune" and m.backend.history:
+            sweep[-1]["history"] = m.backend.history
+            sweep[-1]["best_epoch"] = getattr(m.backend, "best_epoch", None)
         log(f"  {kind} {tr.name} {params} val macro-F1 {f1:.4f}"
             + (f" accuracy {acc:.4f}" if acc is not None else "") + f" ({time.perf_counter() - t1:.0f}s)")
         if score > best_score:
             best, best_score, best_f1, best_acc = m, score, f1, acc
     best.card.update({"dataset": tr.name, "val_macro_f1": round(best_f1, 4), "sweep": sweep,
                       "train_seconds_total": round(time.perf_counter() - t0, 1), "tuned_for": metric})
+    if init is not None:  # the earlier run this one continued from (its training time is added)
+        best.card["continued_from"] = {"params": init.params, "val_accuracy": init.card.get("val_accuracy"),
+                                       "val_macro_f1": init.card.get("val_macro_f1"),
+                                       "train_seconds": init.card.get("train_seconds")}
+        best.card["train_seconds_total"] = round(best.card["train_seconds_total"]
+                                                 + float(init.card.get("train_seconds") or 0), 1)
     if best_acc is not None:
         best.card["val_accuracy"] = round(best_acc, 4)
     return best
