@@ -69,3 +69,16 @@ def test_create_model_records_metadata():
     m = create_model("emonet_t", num_classes=5, in_size=40)
     assert (m.arch, m.num_classes, m.in_size, m.in_chans) == ("emonet_t", 5, 40, 1)
     assert m(torch.randn(2, 1, 40, 40)).shape == (2, 5)
+
+
+def test_every_shipped_file_is_at_most_25_mb():
+    """Issue 4/7 budget: no file inside the package (weights, cards, vocabularies) exceeds 25,000,000 bytes."""
+    from pathlib import Path
+
+    import emotionlab
+
+    root = Path(emotionlab.__file__).parent
+    files = [f for f in root.rglob("*") if f.is_file() and "__pycache__" not in f.parts]
+    assert any(f.suffix == ".safetensors" for f in files)
+    too_big = {str(f.relative_to(root)): f.stat().st_size for f in files if f.stat().st_size > 25_000_000}
+    assert not too_big, too_big

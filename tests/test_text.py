@@ -211,6 +211,28 @@ def test_multilabel_thresholds_and_ensemble(corpus, tmp_path):
         TextEmotionClassifier("bert_xxl")
 
 
+def test_ensemble_weights_respect_byte_budget_and_drop_zero_members(corpus, tmp_path):
+    """tune_ensemble never picks a weighting whose non-zero members exceed max_bytes; weight-0 members are left out."""
+    from emotionlab.text.datasets import TextDataset
+    from emotionlab.text.train import tune_ensemble
+
+    (tr, ytr), (va, yva) = corpus
+    big = TextEmotionClassifier("tfidf_lr", name="big").fit(tr, ytr, LABELS)
+    small = TextEmotionClassifier("naive_bayes", name="small").fit(tr, ytr, LABELS)
+    val = TextDataset(va, yva, LABELS, False, "tiny")
+    assert big.nbytes() > small.nbytes() > 0
+    free = tune_ensemble([big, small], val, metric="accuracy")
+    assert len(free.members) == len(free.weights) and all(w > 0 for w in free.weights)
+    assert set(free.card["candidates"]) == {"big", "small"}
+    capped = tune_ensemble([big, small], val, metric="accuracy", max_bytes=big.nbytes() - 1)
+    assert [m.name for m in capped.members] == ["small"] and capped.weights == [1.0]
+    assert capped.card["candidates"]["big"] == 0.0
+    capped.save(tmp_path / "capped")
+    assert (tmp_path / "capped.safetensors").stat().st_size < big.nbytes()
+    with pytest.raises(ValueError, match="no weighting"):
+        tune_ensemble([big, small], val, max_bytes=1)
+
+
 def test_finetune_tiny_roundtrip(tmp_path):
     """End-to-end MiniLM fine-tuning (top layer only, two steps): trains, saves only that layer, reloads."""
     texts = ["so happy today", "great joy", "i am sad", "tears and grief"]

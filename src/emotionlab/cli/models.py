@@ -229,8 +229,8 @@ def models_ship(
     from ..training.evaluation import run_evaluation
 
     wpath, cpath = resolve(run)
-    if wpath.stat().st_size > 25 * 2**20:
-        fail(f"{wpath} is {wpath.stat().st_size / 2**20:.1f} MB; shipped files must stay under 25 MB")
+    if wpath.stat().st_size > 25_000_000:
+        fail(f"{wpath} is {wpath.stat().st_size / 1e6:.1f} MB; shipped files must stay under 25 MB (25,000,000 bytes)")
     WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
     card = json.loads(cpath.read_text())
     card["name"] = name

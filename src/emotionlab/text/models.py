@@ -683,6 +683,10 @@ class TextEmotionClassifier:
         return self.backend.most_informative(self.labels, n)
 
     # -- persistence
+    def nbytes(self) -> int:
+        """Bytes of the arrays ``save`` writes to the safetensors file (for the 25 MB shipping budget)."""
+        return int(sum(a.nbytes for a in self._state()[1].values()))
+
     def _state(self, prefix: str = "") -> tuple[dict, dict[str, np.ndarray]]:
         cfg = {"format": FORMAT_VERSION, "kind": self.kind, "name": self.name, "params": self.params,
                "labels": self.labels, "multi_label": self.multi_label,

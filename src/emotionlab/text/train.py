@@ -146,11 +146,13 @@ def train_tuned(kind: str, splits: dict[str, TextDataset], grid: list[dict] | No
 
 def tune_ensemble(members: list[TextEmotionClassifier], val: TextDataset, step: float = 0.1,
                   probas: list[np.ndarray] | None = None, name: str | None = None,
-                  metric: str = "macro_f1") -> TextEmotionClassifier:
+                  metric: str = "macro_f1", max_bytes: int | None = None) -> TextEmotionClassifier:
     """Weights on a simplex grid maximizing a validation metric (thresholds re-tuned for multi-label).
 
     ``metric="accuracy"`` is for single-label sets whose target is accuracy (CrowdFlower); the card then also
-    records ``val_accuracy``.
+    records ``val_accuracy``. Members with weight 0 are left out of the result, so they cost nothing when it is
+    saved; ``max_bytes`` skips weightings whose non-zero members together save more array bytes than that (a
+    shipping budget: two fine-tuned MiniLMs do not fit 25 MB).
     """
     if metric not in ("macro_f1", "accuracy") or (metric == "accuracy" and val.multi_label):
         raise ValueError(f"metric must be 'macro_f1' (or 'accuracy' for single-label sets), got {metric!r}")
@@ -161,6 +163,7 @@ def tune_ensemble(members: list[TextEmotionClassifier], val: TextDataset, step: 
         return _val_score(p, val.y, val.multi_label)
 
     probas = probas or [m.predict_proba(val.texts) for m in members]
+    sizes = [m.nbytes() for m in members] if max_bytes else [0] * len(members)
     ticks = np.round(np.arange(0, 1 + 1e-9, step), 3)
     best_w, best_s = None, -1.0
     for w in itertools.product(ticks, repeat=len(members) - 1):
@@ -168,17 +171,23 @@ def tune_ensemble(members: list[TextEmotionClassifier], val: TextDataset, step: 
         if last < -1e-9:
             continue
         ws = list(w) + [max(last, 0.0)]
+        if max_bytes and sum(b for b, wi in zip(sizes, ws) if wi > 0) > max_bytes:
+            continue
         p = sum(wi * pi for wi, pi in zip(ws, probas))
         s = score(p)
         if s > best_s:
             best_w, best_s = ws, s
-    ens = TextEmotionClassifier.ensemble(members, [float(w) for w in best_w],
+    if best_w is None:
+        raise ValueError(f"no weighting of the members fits max_bytes={max_bytes} (member bytes: {sizes})")
+    keep = [i for i, w in enumerate(best_w) if w > 0]
+    ens = TextEmotionClassifier.ensemble([members[i] for i in keep], [float(best_w[i]) for i in keep],
                                          name=name or f"ensemble-{val.name}")
     p = sum(wi * pi for wi, pi in zip(best_w, probas))
     if val.multi_label:
         ens.thresholds = tune_thresholds(p, val.y)
     ens.card.update({"dataset": val.name, "val_macro_f1": round(_val_score(p, val.y, val.multi_label), 4),
-                     "weights": ens.weights, "members": [m.kind for m in members], "tuned_for": metric})
+                     "weights": ens.weights, "members": [m.name for m in ens.members],
+                     "candidates": {m.name: float(w) for m, w in zip(members, best_w)}, "tuned_for": metric})
     if metric == "accuracy":
         ens.card["val_accuracy"] = round(best_s, 4)
     return ens
