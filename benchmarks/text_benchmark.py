@@ -309,7 +309,7 @@ def write_markdown(results: dict, path: Path, command: str) -> None:
          "with face-model trainings running at the same time (two during the first runs; one training plus another "
          "niced job during the `--continue-finetune` runs; three other single-thread jobs during the 2026-11-30 runs), so "
          "timings are pessimistic. Date: 2026-11-22, except the `finetune_all` / `finetune_s1` rows and the ensembles "
-         "built on them (2026-11-30)."), "",
+         "built on them (2026-11-30, on a 2-core AMD EPYC VM)."), "",
         ("Hyper-parameters (C, class weights, MLP early stopping) and ensemble weights were tuned on each "
         "validation split; all numbers below are on the **test** split except the two `val` columns (`val "
         "accuracy` where a model card records it). GoEmotions is multi-label: macro-F1 "
