@@ -9,7 +9,7 @@ import sys
 
 import typer
 
-from .common import console, fail
+from .common import console, fail  # noqa: F401  (console: re-exported for subcommand modules)
 
 app = typer.Typer(
     name="emotionlab",

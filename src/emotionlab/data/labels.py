@@ -4,7 +4,7 @@ Every other module gets class names from here, never from scattered string liter
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)

@@ -108,7 +108,10 @@ def occlusion_markdown(table: dict, title: str | None = None, digits: int = 1) -
     head = ["mask", "accuracy", "weighted F1"] + (["Δ acc"] if base is not None else []) + labels
     lines = [f"### {title}", ""] if title else []
     lines += ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
-    pct = lambda v: f"{100 * v:.{digits}f}"
+
+    def pct(v: float) -> str:
+        return f"{100 * v:.{digits}f}"
+
     for name, met in table.items():
         pca = met.get("per_class_accuracy") or {lab: met["per_class"][lab]["recall"] for lab in labels}
         row = [name, pct(met["accuracy"]), pct(met["weighted_f1"])]

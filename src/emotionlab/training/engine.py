@@ -9,7 +9,6 @@ import contextlib
 import csv
 import json
 import math
-import os
 import platform
 import shlex
 import sys
@@ -28,7 +27,7 @@ from ..models import count_mflops, count_params, create_model
 from .augment import augment_batch, mix_batch
 from .checkpoint import load_checkpoint, save_checkpoint, save_weights, write_json
 from .config import TrainConfig
-from .metrics import classification_metrics, plot_confusion
+from .metrics import classification_metrics
 
 
 def pick_device(name: str = "auto") -> torch.device:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.errors import DataError
-from ..data.folders import list_images, read_image, scan_folder
+from ..data.folders import read_image, scan_folder
 from ..data.labels import get_label_set
 from .engine import predict_proba
 from .metrics import classification_metrics, plot_confusion
