@@ -82,3 +82,17 @@ def test_every_shipped_file_is_at_most_25_mb():
     assert any(f.suffix == ".safetensors" for f in files)
     too_big = {str(f.relative_to(root)): f.stat().st_size for f in files if f.stat().st_size > 25_000_000}
     assert not too_big, too_big
+
+
+def test_alexnet_small_signal_survives_initialization():
+    """The BN-free AlexNet stack uses He init: at init its logits vary across inputs (PyTorch's default init
+    shrank them to ~5e-4, and the net never left the majority class in a 3-epoch FER-2013 run)."""
+    import torch
+
+    from emotionlab.models import create_model
+
+    torch.manual_seed(0)
+    m = create_model("alexnet_small").eval()
+    with torch.no_grad():
+        z = m(torch.randn(16, 1, 48, 48))
+    assert z.std(0).mean().item() > 0.05

@@ -121,6 +121,13 @@ class AlexNetSmall(nn.Module):
             nn.Flatten(), nn.Dropout(dropout), nn.Linear(256 * 9, 1024), nn.ReLU(inplace=True),
             nn.Dropout(dropout), nn.Linear(1024, 512), nn.ReLU(inplace=True), nn.Linear(512, num_classes),
         )
+        # He init: with PyTorch's default (kaiming_uniform, a=sqrt(5)) each conv/ReLU layer of this plain,
+        # BN-free stack shrinks the signal variance ~6x, so at init the logits are ~constant and on FER-2013 the
+        # net sat on the majority class for 3 epochs (docs/RESULTS.md, zoo budget table).
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
