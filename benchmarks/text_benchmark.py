@@ -241,6 +241,8 @@ NOTES = """## Notes
   0.9370: the last kept; 62 min on 1 thread beside three other jobs). Alone it scores 0.9295 on test, above the
   3-layer fine-tune (0.9140) and DistilBERT's published 0.927. `finetune_s1` on CrowdFlower = the 1-epoch 3-layer
   fine-tune again from seed 1 (val 0.4921 vs 0.4918 for seed 0), to ensemble two seeds on this noisy label set.
+  `finetune_all` on CrowdFlower (1 epoch, 16 min on 1 thread): val 0.4794 at half an epoch, 0.4924 at one, test
+  0.4915: tuning every layer did not help here as it did on CARER, and the budgeted ensemble gives it weight 0.
 - Ensembles are tuned under the shipping budget: weightings whose non-zero members together exceed 25,000,000
   bytes are skipped (`tune_ensemble(max_bytes=...)`; a 3-layer fine-tune is 10.2 MiB, `finetune_all` 20.3 MiB),
   and members with weight 0 are not saved. The CARER ensemble keeps tfidf_lr 0.1, embed_mlp 0.3, finetune_all 0.6
@@ -277,6 +279,7 @@ $B --datasets crowdflower --models finetune,ensemble --reuse --ship --select acc
 $B --datasets crowdflower --models finetune,ensemble --reuse --continue-finetune --ship --select accuracy  # no gain, see notes
 $B --datasets carer --models finetune_all,ensemble --reuse --ship --select accuracy        # 2026-11-30
 $B --datasets crowdflower --models finetune_s1,ensemble --reuse --ship --select accuracy   # 2026-11-30
+$B --datasets crowdflower --models finetune_all,ensemble --reuse --ship --select accuracy  # 2026-11-30, weight 0
 $B --datasets "" --measure-embed     # timing of uncached MiniLM; writes this file
 ```"""
 
