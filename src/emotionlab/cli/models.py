@@ -224,13 +224,14 @@ def models_ship(
     import shutil
     from datetime import datetime, timezone
 
-    from ..models.hub import WEIGHTS_DIR, resolve
+    from ..models.hub import MAX_SHIPPED_FILE_BYTES, WEIGHTS_DIR, resolve
     from ..training.checkpoint import write_json
     from ..training.evaluation import run_evaluation
 
     wpath, cpath = resolve(run)
-    if wpath.stat().st_size > 25_000_000:
-        fail(f"{wpath} is {wpath.stat().st_size / 1e6:.1f} MB; shipped files must stay under 25 MB (25,000,000 bytes)")
+    if wpath.stat().st_size > MAX_SHIPPED_FILE_BYTES:
+        fail(f"{wpath} is {wpath.stat().st_size / 1e6:.1f} MB; shipped files must stay under "
+             f"{MAX_SHIPPED_FILE_BYTES:,} bytes")
     WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
     card = json.loads(cpath.read_text())
     card["name"] = name

@@ -17,6 +17,8 @@ from ..data.preprocess import PreprocessConfig
 from .registry import create_model, list_models
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+#: no file shipped inside the package may exceed this ("each file <= 25 MB", read in decimal megabytes)
+MAX_SHIPPED_FILE_BYTES = 25_000_000
 
 
 @dataclass
