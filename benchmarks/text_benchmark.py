@@ -10,10 +10,11 @@ Results accumulate in ``docs/results_text.json`` (committed, so a fresh clone ke
 datasets can be run one at a time. ``--ship`` saves the best model per dataset (validation macro-F1, or accuracy
 with ``--select accuracy``) that fits the 25 MB file budget to ``src/emotionlab/text/weights/<dataset>.*``.
 
-Model slots: ``naive_bayes``, ``tfidf_lr``, ``embed_lr``, ``embed_mlp``, ``finetune`` (top 3 MiniLM layers),
-``finetune_all`` (all 6 layers), ``finetune_s1`` (the 3-layer fine-tune from seed 1; both with their own grids in
-``GRID_OVERRIDES``) and ``ensemble``. ``--reuse`` loads fitted
-slots from ``cache_dir()/text_models/<dataset>/``, and falls back to the members of the shipped ensemble, so a
+Model slots: ``naive_bayes``, ``tfidf_lr``, ``tfidf_svm`` (the same TF-IDF features, a linear SVM calibrated on
+cross-validated training scores), ``embed_lr``, ``embed_mlp``, ``finetune`` (top 3 MiniLM layers),
+``finetune_all`` (all 6 layers), ``finetune_s1`` (the 3-layer fine-tune from seed 1), ``finetune_ls`` (3 layers,
+2 epochs, label smoothing 0.1, seed 2; these three with their own grids in ``GRID_OVERRIDES``) and
+``ensemble``. ``--reuse`` loads fitted slots from ``cache_dir()/text_models/<dataset>/``, and falls back to the members of the shipped ensemble, so a
 fresh clone can add one new member without refitting the others.
 """
 from __future__ import annotations
@@ -43,6 +44,7 @@ GRID_OVERRIDES = {
                   "finetune": [{"train_layers": 3, "epochs": 3, "lr": 8e-5, "max_length": 64}]},
     "carer": {"finetune": [{"train_layers": 3, "epochs": 2, "lr": 8e-5, "max_length": 64}]},
     "crowdflower": {"tfidf_lr": [{"C": 1.0}, {"C": 3.0}, {"C": 1.0, "class_weight": "balanced"}],
+                    "tfidf_svm": [{"C": 0.02}, {"C": 0.03}, {"C": 0.05}],
                     "embed_lr": [{"C": 1.0}, {"C": 4.0}], "embed_mlp": [{"n_models": 3}],
                     "finetune": [{"train_layers": 3, "epochs": 1, "lr": 8e-5, "max_length": 64}]},
     "goemotions": {"tfidf_lr": [{"C": 4.0, "max_word_features": 100_000, "max_char_features": 100_000}],
@@ -58,10 +60,15 @@ GRID_OVERRIDES["crowdflower"]["finetune_all"] = [{"train_layers": 6, "epochs": 1
 #: a second 3-layer fine-tune from another seed (ensembling two seeds of a noisy-label task)
 GRID_OVERRIDES["crowdflower"]["finetune_s1"] = [{"train_layers": 3, "epochs": 1, "lr": 8e-5, "max_length": 64,
                                                  "seed": 1}]
+#: a 2-epoch 3-layer fine-tune with label smoothing 0.1 from seed 2 (another, softer member for the noisy labels)
+GRID_OVERRIDES["crowdflower"]["finetune_ls"] = [{"train_layers": 3, "epochs": 2, "lr": 8e-5, "max_length": 64,
+                                                 "seed": 2, "label_smoothing": 0.1, "evals_per_epoch": 2}]
 #: benchmark slot -> model kind (a slot is one member of the ensemble; two slots may share a kind)
-SLOTS = {"naive_bayes": "naive_bayes", "tfidf_lr": "tfidf_lr", "embed_lr": "embed_lr", "embed_mlp": "embed_mlp",
-         "finetune": "finetune", "finetune_all": "finetune", "finetune_s1": "finetune"}
-MEMBER_SLOTS = ("tfidf_lr", "embed_lr", "embed_mlp", "finetune", "finetune_all", "finetune_s1")
+SLOTS = {"naive_bayes": "naive_bayes", "tfidf_lr": "tfidf_lr", "tfidf_svm": "tfidf_svm", "embed_lr": "embed_lr",
+         "embed_mlp": "embed_mlp",
+         "finetune": "finetune", "finetune_all": "finetune", "finetune_s1": "finetune", "finetune_ls": "finetune"}
+MEMBER_SLOTS = ("tfidf_lr", "tfidf_svm", "embed_lr", "embed_mlp", "finetune", "finetune_all", "finetune_s1",
+                "finetune_ls")
 STORE = REPO / "docs" / "results_text.json"
 
 #: ``--continue-finetune``: more epochs on top of the cached fine-tune (a fresh, lower one-cycle schedule;
@@ -306,8 +313,8 @@ def shipped_members(ds_name: str) -> dict:
 
 def write_markdown(results: dict, path: Path, command: str) -> None:
     order = ["tweeteval", "carer", "goemotions", "goemotions_ekman", "crowdflower", "crowdflower13"]
-    kinds = ["naive_bayes", "tfidf_lr", "embed_lr", "embed_mlp", "finetune", "finetune_all", "finetune_s1",
-             "ensemble"]
+    kinds = ["naive_bayes", "tfidf_lr", "tfidf_svm", "embed_lr", "embed_mlp", "finetune", "finetune_all",
+             "finetune_s1", "finetune_ls", "ensemble"]
     lines = [
         "# Text emotion models: results", "",
         "Commands (data in `../shared/data`; each run adds its rows to one results file):", "", RUNS, "",

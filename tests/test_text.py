@@ -158,7 +158,7 @@ def test_normalization_keeps_signal():
 
 
 # ---------------------------------------------------------------------------------------------- models
-@pytest.mark.parametrize("kind", ["naive_bayes", "tfidf_lr", "embed_lr", "embed_mlp"])
+@pytest.mark.parametrize("kind", ["naive_bayes", "tfidf_lr", "tfidf_svm", "embed_lr", "embed_mlp"])
 def test_model_fit_predict_save_load(kind, corpus, tmp_path):
     (tr, ytr), (va, yva) = corpus
     params = {"epochs": 40} if kind == "embed_mlp" else {}
@@ -175,6 +175,27 @@ def test_model_fit_predict_save_load(kind, corpus, tmp_path):
     assert np.allclose(m2.predict_proba(va), p, atol=1e-3)
     with pytest.raises(ValueError, match="empty or whitespace"):
         m.predict(["fine", "   "])
+
+
+def test_tfidf_svm_calibration_single_and_multi_label(corpus, tmp_path):
+    """tfidf_svm: a softmax temperature (single-label) or per-class Platt scaling (multi-label) from CV scores."""
+    (tr, ytr), (va, yva) = corpus
+    m = TextEmotionClassifier("tfidf_svm", C=0.3, calib_folds=3).fit(tr, ytr, LABELS)
+    head = m.backend.head
+    assert head.temperature > 0 and head.temperature != 1.0
+    raw = m.backend.features(va) @ (head.coef / head.temperature).T + head.intercept / head.temperature
+    assert (np.asarray(raw).argmax(1) == m.predict_proba(va).argmax(1)).all()  # scaling keeps the SVM decision
+    y = np.eye(3, dtype=np.uint8)[ytr]
+    y[::4, 0] = 1
+    ml = TextEmotionClassifier("tfidf_svm", C=0.3).fit(tr, y, LABELS, multi_label=True,
+                                                       val=(va, np.eye(3, dtype=np.uint8)[yva]))
+    p = ml.predict_proba(va)
+    assert p.shape == (30, 3) and ((p > 0) & (p < 1)).all() and ml.thresholds is not None
+    assert ml.predict_labels(["so sad i cry tears"])[0] == ["sadness"]
+    ml.save(tmp_path / "ml")
+    assert np.allclose(TextEmotionClassifier.load(tmp_path / "ml").predict_proba(va), p, atol=1e-3)
+    few = np.array([0] * 88 + [1, 2])  # a class with one example: no cross-validation, temperature 1
+    assert TextEmotionClassifier("tfidf_svm").fit(tr, few, LABELS).backend.head.temperature == 1.0
 
 
 def test_naive_bayes_matches_nltk_and_informative_table(corpus):

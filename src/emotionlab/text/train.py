@@ -18,6 +18,7 @@ from .models import TextEmotionClassifier, _val_score, tune_thresholds
 GRIDS: dict[str, list[dict[str, Any]]] = {
     "naive_bayes": [{"top_words": 2000}],
     "tfidf_lr": [{"C": c, "class_weight": w} for c in (2.0, 8.0, 30.0) for w in (None, "balanced")],
+    "tfidf_svm": [{"C": c} for c in (0.03, 0.1, 0.3)],
     "embed_lr": [{"C": c, "class_weight": w} for c in (1.0, 4.0, 16.0) for w in (None, "balanced")],
     "embed_mlp": [{"hidden": 512, "dropout": 0.3, "lr": 1e-3}],
     "finetune": [{"train_layers": 3, "epochs": 4}],
@@ -95,7 +96,7 @@ def train_tuned(kind: str, splits: dict[str, TextDataset], grid: list[dict] | No
             extra["x"] = feats["train"]
             if kind == "embed_mlp":
                 extra["x_val"] = feats["val"]
-        if kind == "tfidf_lr":
+        if kind in ("tfidf_lr", "tfidf_svm"):
             if x_tfidf is None:
                 x_tfidf = m.backend.fit_features(tr.texts)
                 vec = (m.backend.word, m.backend.char)
