@@ -214,3 +214,42 @@ def test_ferplus_relabel_for_evaluation_counts_every_excluded_row(tiny_fer_csv, 
     fp.write_text("\n".join(lines[:5]) + "\n")  # too few rows for the data
     with pytest.raises(DataError, match="rows"):
         ferplus_relabel(part, fp)
+
+
+class FakeClock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_epoch_planner_follows_the_rate_early_then_only_shrinks():
+    from emotionlab.training.engine import EpochPlanner
+
+    clock = FakeClock()
+    p = EpochPlanner(100.0, max_epochs=300, clock=clock)
+    clock.t = 10.0  # 10 s per epoch: 10 fit
+    assert p.after_epoch(1) == 10
+    clock.t = 12.0  # faster now (a GPU neighbour finished): 2 epochs in 12 s -> 16 fit, still early: grows
+    assert p.after_epoch(2) == 16
+    clock.t = 40.0  # past the first quarter: a faster rate (5 s an epoch) no longer stretches the plan...
+    assert p.after_epoch(8) == 16
+    clock.t = 90.0  # ...but a slower one shrinks it
+    assert p.after_epoch(9) == 10
+    clock.t = 101.0  # out of time: the plan ends at the epochs already run
+    assert p.after_epoch(10) == 10
+
+
+def test_time_budget_plans_epochs_and_records_them(tiny_fer_csv, tmp_path):
+    out = tmp_path / "run"
+    res = fit(tiny_cfg(tiny_fer_csv, epochs=500, time_budget=0.5), out)
+    card = json.loads((out / "best.json").read_text())
+    cfg = json.loads((out / "config.json").read_text())
+    assert 1 <= res["epochs_run"] < 500
+    assert card["training"]["recipe"]["epochs"] == cfg["epochs"] == res["epochs_run"]
+
+
+def test_time_budget_rejects_fixed_step_schedules(tiny_fer_csv, tmp_path):
+    with pytest.raises(ValueError, match="time_budget"):
+        fit(tiny_cfg(tiny_fer_csv, schedule="onecycle", time_budget=10), tmp_path / "run")

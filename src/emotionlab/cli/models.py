@@ -87,6 +87,9 @@ def train(
     max_train: Optional[int] = typer.Option(None, "--max-train", help="Use at most N training images."),
     compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model."),
     bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="bf16 autocast."),
+    time_budget: Optional[float] = typer.Option(
+        None, "--time-budget", help="Wall-clock seconds for the run: --epochs becomes a cap and the run plans how "
+                                    "many epochs fit (cosine still anneals); the model card records the plan."),
 ) -> None:
     """Train a face model; FER-2013 trains on Training and selects on PublicTest (PrivateTest untouched)."""
     from ..training.config import TrainConfig
@@ -96,7 +99,7 @@ def train(
                 patience=patience, in_size=in_size, ferplus=str(ferplus) if ferplus else None,
                 label_smoothing=label_smoothing, class_weights=class_weights, balanced_sampler=balanced, seed=seed,
                 threads=threads, device=device, max_train=max_train, compile=compile, bf16=bf16,
-                data=str(data) if data else None)
+                time_budget=time_budget, data=str(data) if data else None)
     if config:
         cfg = TrainConfig.from_yaml(config, **over)
     else:

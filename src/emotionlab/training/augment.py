@@ -1,6 +1,8 @@
 """Batched augmentation on tensors, so it runs on the CPU or a GPU alike (no per-image Python loop).
 
-Inputs are normalized float tensors (N, C, H, W); every transform draws its parameters per sample.
+Inputs are normalized float tensors (N, C, H, W); every transform draws its parameters per sample. Random numbers
+come from a CPU generator (the same stream on any device) and cross to a GPU with ``non_blocking=True``: a
+blocking copy would make the host wait for every queued kernel at each of them.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ class AugmentConfig:
 def affine(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator | None = None) -> torch.Tensor:
     n = x.shape[0]
     dev = x.device
-    rnd = lambda *s: torch.rand(*s, generator=gen, device="cpu").to(dev)  # noqa: E731
+    rnd = lambda *s: torch.rand(*s, generator=gen, device="cpu").to(dev, non_blocking=True)  # noqa: E731
     ang = (rnd(n) * 2 - 1) * math.radians(cfg.rotate)
     sc = cfg.scale[0] + rnd(n) * (cfg.scale[1] - cfg.scale[0])
     tx = (rnd(n) * 2 - 1) * cfg.translate * 2  # affine_grid works in [-1, 1]
@@ -56,7 +58,7 @@ def random_erase(x: torch.Tensor, p: float, gen: torch.Generator | None = None) 
     m = (ys >= y0.view(-1, 1, 1)) & (ys < (y0 + eh).view(-1, 1, 1)) & (xs >= x0.view(-1, 1, 1)) & (
         xs < (x0 + ew).view(-1, 1, 1))
     m &= (torch.rand(n, generator=gen) < p).view(-1, 1, 1)
-    return x.masked_fill(m.unsqueeze(1).to(x.device), 0.0)
+    return x.masked_fill(m.unsqueeze(1).to(x.device, non_blocking=True), 0.0)
 
 
 def occlusion(x: torch.Tensor, p: float, fill: float, gen: torch.Generator | None = None) -> torch.Tensor:
@@ -73,8 +75,8 @@ def occlusion(x: torch.Tensor, p: float, fill: float, gen: torch.Generator | Non
     hi = torch.tensor([h // 4, h // 2, h])[which].view(-1, 1)
     m = (rows >= lo) & (rows < hi) & on.view(-1, 1)
     fills = torch.where(torch.rand(n, generator=gen) < 0.5, torch.tensor(float(fill)), torch.tensor(0.0))
-    patch = fills.view(n, 1, 1, 1).to(x.device, x.dtype).expand_as(x)
-    return torch.where(m.view(n, 1, h, 1).to(x.device), patch, x)
+    patch = fills.view(n, 1, 1, 1).to(x.device, x.dtype, non_blocking=True).expand_as(x)
+    return torch.where(m.view(n, 1, h, 1).to(x.device, non_blocking=True), patch, x)
 
 
 def augment_batch(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator | None = None,
@@ -82,8 +84,8 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator | No
     if cfg.rotate or cfg.translate or cfg.flip or cfg.scale != (1.0, 1.0):
         x = affine(x, cfg, gen)
     if cfg.noise > 0:
-        on = (torch.rand(x.shape[0], 1, 1, 1, generator=gen) < 0.5).to(x.device, x.dtype)
-        x = x + on * torch.randn(x.shape, generator=gen).to(x.device, x.dtype) * cfg.noise
+        on = (torch.rand(x.shape[0], 1, 1, 1, generator=gen) < 0.5).to(x.device, x.dtype, non_blocking=True)
+        x = x + on * torch.randn(x.shape, generator=gen).to(x.device, x.dtype, non_blocking=True) * cfg.noise
     if cfg.erase > 0:
         x = random_erase(x, cfg.erase, gen)
     if cfg.occlude > 0:
@@ -97,7 +99,7 @@ def mix_batch(x: torch.Tensor, y: torch.Tensor, cfg: AugmentConfig,
     if cfg.mixup <= 0:
         return x, y
     lam = float(torch.distributions.Beta(cfg.mixup, cfg.mixup).sample())
-    perm = torch.randperm(x.shape[0], generator=gen).to(x.device)
+    perm = torch.randperm(x.shape[0], generator=gen).to(x.device, non_blocking=True)
     if torch.rand(1, generator=gen).item() < cfg.cutmix:
         _, _, h, w = x.shape
         cut = math.sqrt(1 - lam)

@@ -31,6 +31,10 @@ class TrainConfig:
     plateau_patience: int = 3
     warmup_epochs: float = 1.0
     patience: int = 0  # early stopping on validation accuracy; 0 = off
+    #: wall-clock seconds for the whole run: ``epochs`` becomes a cap and the run plans how many epochs fit from
+    #: its measured epoch time (re-planned while the first quarter runs, later only shortened), so a cosine
+    #: schedule still ends annealed inside a fixed slot such as a lent GPU's 10-minute command
+    time_budget: float | None = None
     label_smoothing: float = 0.0
     class_weights: bool = False  # inverse-frequency weights in the loss
     balanced_sampler: bool = False  # sample batches class-balanced instead

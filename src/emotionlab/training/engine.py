@@ -99,10 +99,14 @@ def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoc
     """Returns (scheduler, unit): unit 'step' schedulers advance every batch, 'epoch' ones every epoch."""
     total = cfg.epochs * steps_per_epoch
     warm = int(cfg.warmup_epochs * steps_per_epoch)
+    if cfg.time_budget and cfg.schedule not in ("cosine", "plateau", "none"):
+        raise ValueError(f"time_budget needs schedule cosine, plateau or none (got {cfg.schedule!r}): the others "
+                         "fix their steps when they are built")
     if cfg.schedule == "cosine":
         def f(step: int) -> float:
             if step < warm:
                 return (step + 1) / max(1, warm)
+            total = cfg.epochs * steps_per_epoch  # read each step: a time budget may re-plan the epochs
             return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
         return torch.optim.lr_scheduler.LambdaLR(opt, f), "step"
     if cfg.schedule == "onecycle":
@@ -125,9 +129,13 @@ def train_one_epoch(model, opt, sched, sched_unit, images: torch.Tensor, targets
     model.train()
     bs = cfg.batch_size
     n_batches = len(order) // bs  # drop_last: even batch sizes avoid the torch 2.13 channels_last crash
-    tot_loss, tot_correct, seen = 0.0, 0, 0
+    # Running sums stay on the device: reading them every step would make a GPU wait for each batch.
+    tot_loss = torch.zeros((), dtype=torch.float64, device=device)
+    tot_correct = torch.zeros((), dtype=torch.int64, device=device)
+    seen = 0
     t0 = time.perf_counter()
     use_ac = cfg.bf16
+    order = order.to(images.device)
     for b in range(n_batches):
         idx = order[b * bs:(b + 1) * bs]
         x = to_input(images[idx].to(device, non_blocking=True), pre)
@@ -144,15 +152,19 @@ def train_one_epoch(model, opt, sched, sched_unit, images: torch.Tensor, targets
         opt.step()
         if sched is not None and sched_unit == "step":
             sched.step()
-        tot_loss += float(loss.detach()) * len(idx)
-        tot_correct += int((logits.argmax(1) == y.argmax(1)).sum())
+        tot_loss += loss.detach() * len(idx)
+        tot_correct += (logits.argmax(1) == y.argmax(1)).sum()
         seen += len(idx)
         if progress is not None:
-            el = time.perf_counter() - t0
-            progress.update(task, advance=1, description=f"loss {tot_loss / seen:.3f} acc {tot_correct / seen:.3f} "
-                                                          f"{seen / max(el, 1e-9):.0f} img/s")
+            desc = None
+            if b % 20 == 19 or b == n_batches - 1:  # a sync every 20 batches is cheap everywhere
+                el = time.perf_counter() - t0
+                desc = (f"loss {float(tot_loss) / seen:.3f} acc {int(tot_correct) / seen:.3f} "
+                        f"{seen / max(el, 1e-9):.0f} img/s")
+            progress.update(task, advance=1, description=desc)
+    loss_sum, correct = float(tot_loss), int(tot_correct)  # waits for the last batch: the timing is honest
     el = time.perf_counter() - t0
-    return {"loss": tot_loss / max(seen, 1), "acc": tot_correct / max(seen, 1), "img_s": seen / max(el, 1e-9),
+    return {"loss": loss_sum / max(seen, 1), "acc": correct / max(seen, 1), "img_s": seen / max(el, 1e-9),
             "seconds": el}
 
 
@@ -294,6 +306,9 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, console=Non
     fwd_model = torch.compile(model) if cfg.compile else model
     images = torch.from_numpy(train.images)
     targets = _targets(train, len(ls), cfg)
+    if device.type == "cuda":  # 28k faces are 66 MB: keep them on the GPU, batches never cross the bus
+        images, targets = images.to(device), targets.to(device)
+        torch.backends.cudnn.benchmark = True
     counts = np.bincount(train.labels, minlength=len(ls)).astype(np.float64)
     class_w = None
     if cfg.class_weights:
@@ -314,7 +329,9 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, console=Non
     write_json(out / "config.json", cfg.to_dict())
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + start_epoch)
     command = command or " ".join(shlex.quote(a) for a in sys.argv)
-    for epoch in range(start_epoch, cfg.epochs):
+    planner = EpochPlanner(cfg.time_budget, cfg.epochs, start_epoch) if cfg.time_budget else None
+    epoch = start_epoch
+    while epoch < cfg.epochs:
         if cfg.balanced_sampler:
             p = (1.0 / counts)[train.labels]
             order = torch.multinomial(torch.tensor(p / p.sum()), len(train), replacement=True, generator=gen)
@@ -350,15 +367,49 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, console=Non
                                                   "best_epoch": best_epoch, "bad_epochs": bad_epochs,
                                                   "config": cfg.to_dict()})
         _write_history(out, history)
+        epoch += 1
+        if planner is not None:
+            planned = planner.after_epoch(epoch)
+            if planned != cfg.epochs:
+                console.print(f"time budget {cfg.time_budget:.0f} s: {planned} epochs planned (was {cfg.epochs})")
+                cfg.epochs = planned
+                write_json(out / "config.json", cfg.to_dict())
         if cfg.patience and bad_epochs >= cfg.patience:
             console.print(f"early stop: no validation improvement for {cfg.patience} epochs")
             break
+    if planner is not None and (out / "best.json").exists():  # the card records the schedule that really ran
+        card = json.loads((out / "best.json").read_text())
+        card["training"]["recipe"]["epochs"] = cfg.epochs
+        write_json(out / "best.json", card)
     plot_history(history, out / "curves.png")
     secs = [h["seconds"] for h in history]
     return {"best_val_acc": best, "best_epoch": best_epoch, "epochs_run": len(history), "out": str(out),
             "seconds_per_epoch": float(np.mean(secs)) if secs else None,
             "img_s": float(np.mean([h["img_s"] for h in history])) if history else None,
             "hardware": hardware_string(device), "params": count_params(model)}
+
+
+class EpochPlanner:
+    """How many epochs fit in ``budget`` seconds of wall clock, from the epochs measured so far.
+
+    While the first quarter of the plan runs, the plan follows the measured rate both ways (a GPU shared with
+    other jobs speeds up when they end); later it only shrinks, so the cosine tail is never stretched. The plan
+    never drops below the epochs already run plus one, and never exceeds ``max_epochs``.
+    """
+
+    def __init__(self, budget: float, max_epochs: int, start_epoch: int = 0, clock=time.perf_counter):
+        self.budget, self.max_epochs, self.start_epoch, self.clock = budget, max_epochs, start_epoch, clock
+        self.t0 = clock()
+        self.planned = max_epochs
+
+    def after_epoch(self, done: int) -> int:
+        elapsed = self.clock() - self.t0
+        ran = done - self.start_epoch
+        fit = self.start_epoch + int(self.budget / max(elapsed / max(ran, 1), 1e-9))
+        fit = max(done + (1 if elapsed < self.budget else 0), min(self.max_epochs, fit))
+        if done <= max(1, self.planned // 4) or fit < self.planned:
+            self.planned = fit
+        return self.planned
 
 
 def _write_history(out: Path, history: list[dict]) -> None:
