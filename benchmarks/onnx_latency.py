@@ -19,8 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 def main() -> None:
     import onnxruntime as ort
-    import torch
 
+    from emotionlab.inference.onnx_export import _export_module
     from emotionlab.models import create_model
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -31,19 +31,18 @@ def main() -> None:
     for name in args.models.split(","):
         m = create_model(name).eval()
         path = tmp / f"{name}.onnx"
-        torch.onnx.export(m, torch.zeros(1, m.in_chans, m.in_size, m.in_size), str(path), input_names=["x"],
-                          output_names=["y"], dynamic_axes={"x": {0: "n"}}, dynamo=False)
+        _export_module(m, m.in_chans, m.in_size, path)  # the graph the face pipeline runs
         so = ort.SessionOptions()
         so.intra_op_num_threads = args.threads
         sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         for b in (1, 64):
             x = np.random.randn(b, m.in_chans, m.in_size, m.in_size).astype(np.float32)
             for _ in range(10):
-                sess.run(None, {"x": x})
+                sess.run(None, {"input": x})
             ts = []
             for _ in range(max(20, 300 // b)):
                 t = time.perf_counter()
-                sess.run(None, {"x": x})
+                sess.run(None, {"input": x})
                 ts.append(time.perf_counter() - t)
             print(f"{name} batch {b}: {1000 * np.median(ts) / b:.3f} ms/face (median)", flush=True)
 

@@ -7,8 +7,8 @@ keeps CPU cost low. Sizes:
 
 * ``emonet_m``: the flagship recipe for a GPU (64..512 channels, 2 blocks per stage).
 * ``emonet_s``: the same design at a quarter of the compute, trainable on a laptop CPU in hours.
-* ``emonet_f``: ``emonet_s``'s dense blocks at two thirds of its width: 0.61 ms/face with ONNX Runtime on one
-  core of the 2-core VM (``emonet_s`` 1.50 ms), the most capacity that keeps the ``fast`` budget with a margin.
+* ``emonet_f``: ``emonet_s``'s dense blocks at two thirds of its width: 0.59 ms/face with ONNX Runtime on one
+  core of the 2-core VM (``emonet_s`` 1.28 ms; benchmarks/onnx_latency.py), the most capacity that keeps the ``fast`` budget with a margin.
 * ``emonet_t``: depthwise-separable blocks, 0.17 ms/face.
 """
 from __future__ import annotations

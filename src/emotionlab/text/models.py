@@ -163,6 +163,18 @@ class _NaiveBayes(_Backend):
         self.log_prior, self.log_true, self.log_none = (arrays["log_prior"], arrays["log_true"], arrays["log_none"])
 
 
+def _dense_linear(est, n_classes: int, n_features: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n_classes, n_features) weights and biases of a fitted scikit-learn linear model; absent classes get -1e4."""
+    coef = np.zeros((n_classes, n_features))
+    icpt = np.full(n_classes, -1e4)
+    if est.coef_.shape[0] == 1:  # binary: one row for classes_[1], split symmetrically
+        coef[est.classes_[1]], icpt[est.classes_[1]] = est.coef_[0] / 2, est.intercept_[0] / 2
+        coef[est.classes_[0]], icpt[est.classes_[0]] = -est.coef_[0] / 2, -est.intercept_[0] / 2
+    else:
+        coef[est.classes_], icpt[est.classes_] = est.coef_, est.intercept_
+    return coef, icpt
+
+
 class _Linear:
     """Softmax (single-label) or one-vs-rest sigmoid (multi-label) logistic regression with scikit-learn."""
 
@@ -188,15 +200,7 @@ class _Linear:
             self.coef, self.intercept = np.vstack(coefs), np.asarray(icpts)
         else:
             lr = LogisticRegression(C=self.C, max_iter=self.max_iter, class_weight=self.class_weight)
-            lr.fit(x, y)
-            coef = np.zeros((n_classes, x.shape[1]))
-            icpt = np.full(n_classes, -1e4)
-            if lr.coef_.shape[0] == 1:  # scikit-learn stores a binary problem as one row
-                coef[lr.classes_[1]], icpt[lr.classes_[1]] = lr.coef_[0] / 2, lr.intercept_[0] / 2
-                coef[lr.classes_[0]], icpt[lr.classes_[0]] = -lr.coef_[0] / 2, -lr.intercept_[0] / 2
-            else:
-                coef[lr.classes_], icpt[lr.classes_] = lr.coef_, lr.intercept_
-            self.coef, self.intercept = coef, icpt
+            self.coef, self.intercept = _dense_linear(lr.fit(x, y), n_classes, x.shape[1])
         return self
 
     def proba(self, x) -> np.ndarray:
@@ -270,18 +274,6 @@ class _TfidfLR(_Backend):
         self.head.multi_label = cfg["multi_label"]
         self.head.coef = arrays["coef"].astype(np.float32)
         self.head.intercept = arrays["intercept"].astype(np.float32)
-
-
-def _dense_linear(est, n_classes: int, n_features: int) -> tuple[np.ndarray, np.ndarray]:
-    """(n_classes, n_features) weights and biases of a fitted scikit-learn linear model; absent classes get -1e4."""
-    coef = np.zeros((n_classes, n_features))
-    icpt = np.full(n_classes, -1e4)
-    if est.coef_.shape[0] == 1:  # binary: one row for classes_[1], split symmetrically as in _Linear
-        coef[est.classes_[1]], icpt[est.classes_[1]] = est.coef_[0] / 2, est.intercept_[0] / 2
-        coef[est.classes_[0]], icpt[est.classes_[0]] = -est.coef_[0] / 2, -est.intercept_[0] / 2
-    else:
-        coef[est.classes_], icpt[est.classes_] = est.coef_, est.intercept_
-    return coef, icpt
 
 
 class _CalibratedSVM(_Linear):
