@@ -253,3 +253,118 @@ def test_time_budget_plans_epochs_and_records_them(tiny_fer_csv, tmp_path):
 def test_time_budget_rejects_fixed_step_schedules(tiny_fer_csv, tmp_path):
     with pytest.raises(ValueError, match="time_budget"):
         fit(tiny_cfg(tiny_fer_csv, schedule="onecycle", time_budget=10), tmp_path / "run")
+
+
+def test_init_from_starts_at_the_given_weights(tiny_fer_csv, tmp_path):
+    from emotionlab.models.hub import load_model
+
+    src = tmp_path / "src"
+    fit(tiny_cfg(tiny_fer_csv, epochs=1), src)
+    # lr 0: the fine-tuned run must keep the source weights exactly (BN running stats aside)
+    dst = tmp_path / "dst"
+    fit(tiny_cfg(tiny_fer_csv, epochs=1, lr=0.0, warmup_epochs=0, init_from=str(src)), dst)
+    a, b = load_model(src).model.state_dict(), load_model(dst).model.state_dict()
+    for k in a:
+        if "running" not in k and "num_batches" not in k:
+            assert torch.equal(a[k], b[k]), k
+    # a random init differs: the test above is not vacuous
+    fresh = tmp_path / "fresh"
+    fit(tiny_cfg(tiny_fer_csv, epochs=1, lr=0.0, warmup_epochs=0, seed=5), fresh)
+    c = load_model(fresh).model.state_dict()
+    assert any(not torch.equal(a[k], c[k]) for k in a if a[k].is_floating_point() and "running" not in k)
+
+
+def test_init_from_rejects_another_architecture(tiny_fer_csv, tmp_path):
+    src = tmp_path / "src"
+    fit(tiny_cfg(tiny_fer_csv, epochs=1), src)
+    with pytest.raises(ValueError, match="mini_xception"):
+        fit(tiny_cfg(tiny_fer_csv, model="emonet_t", epochs=1, init_from=str(src)), tmp_path / "dst")
+
+
+def test_distillation_mixes_teacher_probabilities_into_targets(tiny_fer_csv, tmp_path, monkeypatch):
+    import emotionlab.training.engine as eng
+    from emotionlab.data.loader import load_dataset, train_val_test
+    from emotionlab.models.hub import load_model
+
+    teacher = tmp_path / "teacher"
+    fit(tiny_cfg(tiny_fer_csv, epochs=1), teacher)
+    seen = {}
+    real = eng._targets
+
+    def spy(ds, k, cfg, t=None):
+        seen["teacher"], seen["targets"] = t, real(ds, k, cfg, t)
+        return seen["targets"]
+
+    monkeypatch.setattr(eng, "_targets", spy)
+    out = tmp_path / "student"
+    fit(tiny_cfg(tiny_fer_csv, epochs=1, teachers=[str(teacher)], distill_weight=0.25), out)
+    ds = load_dataset(str(tiny_fer_csv), size=48)
+    train = train_val_test(ds)[0]
+    lm = load_model(teacher)
+    expect = eng.predict_proba(lm.model, train.images, lm.preprocess, 256, "flip")
+    np.testing.assert_allclose(seen["teacher"], expect, atol=1e-5)
+    onehot = np.eye(7, dtype=np.float32)[train.labels]
+    np.testing.assert_allclose(seen["targets"].numpy(), 0.25 * expect + 0.75 * onehot, atol=1e-5)
+    cached = list(out.glob("teacher_probs_*.npy"))
+    assert len(cached) == 1
+    # resume reuses the cache instead of running the teacher again
+    import emotionlab.models.hub as hub
+
+    monkeypatch.setattr(hub, "load_model", lambda *a, **k: (_ for _ in ()).throw(AssertionError("recomputed")))
+    fit(tiny_cfg(tiny_fer_csv, epochs=2, teachers=[str(teacher)], distill_weight=0.25), out, resume=True)
+
+
+def test_soften_matches_temperature_softmax():
+    from emotionlab.training.engine import soften
+
+    logits = torch.randn(5, 7)
+    p = torch.softmax(logits, 1).numpy()
+    np.testing.assert_allclose(soften(p, 3.0), torch.softmax(logits / 3.0, 1).numpy(), atol=1e-5)
+    assert soften(p, 1.0) is p
+
+
+def test_models_ship_fp16_halves_large_tensors_and_records_metrics(tiny_fer_csv, tmp_path, monkeypatch):
+    import emotionlab.models.hub as hub
+    from safetensors.torch import load_file
+
+    monkeypatch.setattr(hub, "WEIGHTS_DIR", tmp_path / "weights")
+    run = tmp_path / "run"
+    fit(tiny_cfg(tiny_fer_csv, model="emonet_t", epochs=1), run)
+    r = runner.invoke(app, ["models", "ship", str(run), "--name", "tiny_t", "--fp16", "--data", str(tiny_fer_csv)])
+    assert r.exit_code == 0, r.output
+    sd = load_file(str(tmp_path / "weights" / "tiny_t.safetensors"))
+    big = [k for k, v in sd.items() if v.numel() >= 4096]
+    assert big and all(sd[k].dtype == torch.float16 for k in big)
+    assert all(v.dtype != torch.float16 for v in sd.values() if v.numel() < 4096)
+    card = json.loads((tmp_path / "weights" / "tiny_t.json").read_text())
+    assert "float16" in card["storage"] and card["metrics"]["PrivateTest"]["n"] > 0
+    full, half = hub.load_model(run).model, hub.load_model("tiny_t").model
+    x = torch.randn(4, 1, 48, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.softmax(half(x), 1), torch.softmax(full(x), 1), atol=2e-2, rtol=0)
+
+
+def test_degrade_changes_only_the_chosen_share_and_keeps_flat_faces_flat():
+    from emotionlab.training.augment import degrade
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(400, 1, 48, 48)
+    y = degrade(x, 0.5, g)
+    changed = (y - x).abs().flatten(1).amax(1) > 1e-4
+    assert 0.35 < changed.float().mean() < 0.65  # about half the faces
+    assert torch.equal(degrade(x, 0.0, g), x)
+    # every degradation keeps a uniform face uniform (no border artefacts, brightness shift aside)
+    flat = torch.full((64, 1, 48, 48), 0.7)
+    z = degrade(flat, 1.0, torch.Generator().manual_seed(1))
+    assert torch.allclose(z - z.mean(dim=(2, 3), keepdim=True), torch.zeros_like(z), atol=1e-5)
+
+
+def test_degrade_blur_and_resolution_remove_fine_detail():
+    from emotionlab.training.augment import _gauss_blur
+
+    x = torch.zeros(1, 1, 48, 48)
+    x[..., ::2, :] = 1.0  # a 1-pixel stripe pattern: pure high frequency
+    assert _gauss_blur(x, 1.5)[..., 8:-8, 8:-8].std() < 0.01 * x.std()  # interior: no border effects
+    lo = torch.nn.functional.interpolate(torch.nn.functional.interpolate(x, size=(24, 24), mode="area"),
+                                         size=(48, 48), mode="bilinear", align_corners=False)
+    assert lo.std() < 0.01 * x.std()  # 24 px cannot hold a 2-pixel period

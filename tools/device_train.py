@@ -22,7 +22,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PART_BYTES = 15 * 2**20
-HALF_MIN_NUMEL = 4096  # tensors this large go to float16 for the trip; BN statistics and biases stay float32
 
 
 def launch(name: str, cfg: Path, args, runs: Path, budget: float, safe: bool = False) -> subprocess.Popen:
@@ -62,11 +61,10 @@ def last_line(path: Path) -> str:
 
 
 def to_half(src: Path, dst: Path) -> None:
-    from safetensors.torch import load_file, save_file
+    sys.path.insert(0, str(REPO / "src"))
+    from emotionlab.training.checkpoint import save_half
 
-    sd = load_file(str(src))
-    save_file({k: (v.half() if v.is_floating_point() and v.numel() >= HALF_MIN_NUMEL else v) for k, v in sd.items()},
-              str(dst), metadata={"emotionlab_transport": "float16 for tensors >= 4096 elements"})
+    save_half(src, dst)
 
 
 def pack(runs: Path, names: list[str], out: Path) -> list[Path]:

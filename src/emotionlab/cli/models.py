@@ -90,6 +90,16 @@ def train(
     time_budget: Optional[float] = typer.Option(
         None, "--time-budget", help="Wall-clock seconds for the run: --epochs becomes a cap and the run plans how "
                                     "many epochs fit (cosine still anneals); the model card records the plan."),
+    init_from: Optional[str] = typer.Option(
+        None, "--init-from", help="Fine-tune: start from a shipped model, run directory or .safetensors of the "
+                                  "same architecture (fresh optimizer and schedule, unlike --resume)."),
+    teacher: Optional[list[str]] = typer.Option(
+        None, "--teacher", help="Distill: a shipped model or run directory whose flip-averaged probabilities on "
+                                "the training faces join the targets; repeat for an ensemble of teachers."),
+    distill_weight: Optional[float] = typer.Option(None, "--distill-weight",
+                                                   help="Share of the teacher distribution in each target."),
+    distill_temperature: Optional[float] = typer.Option(None, "--distill-temperature",
+                                                        help="Soften the teacher distribution (T > 1)."),
 ) -> None:
     """Train a face model; FER-2013 trains on Training and selects on PublicTest (PrivateTest untouched)."""
     from ..training.config import TrainConfig
@@ -99,7 +109,9 @@ def train(
                 patience=patience, in_size=in_size, ferplus=str(ferplus) if ferplus else None,
                 label_smoothing=label_smoothing, class_weights=class_weights, balanced_sampler=balanced, seed=seed,
                 threads=threads, device=device, max_train=max_train, compile=compile, bf16=bf16,
-                time_budget=time_budget, data=str(data) if data else None)
+                time_budget=time_budget, data=str(data) if data else None, init_from=init_from,
+                teachers=list(teacher) if teacher else None, distill_weight=distill_weight,
+                distill_temperature=distill_temperature)
     if config:
         cfg = TrainConfig.from_yaml(config, **over)
     else:
@@ -222,6 +234,8 @@ def models_ship(
     status: str = typer.Option("final", help="final | provisional (written into the card)."),
     ferplus: Optional[Path] = typer.Option(None, "--ferplus", help="fer2013new.csv: also record PrivateTest "
                                            "accuracy against the FER+ majority labels."),
+    fp16: bool = typer.Option(False, "--fp16", help="Store tensors of >= 4096 elements as float16 (half the "
+                                                    "bytes); the recorded metrics are those of the stored file."),
 ) -> None:
     """Developer command: copy a trained run into the package's weights with its card and test metrics."""
     import shutil
@@ -240,7 +254,13 @@ def models_ship(
     card["name"] = name
     card["status"] = status
     card["shipped"] = datetime.now(timezone.utc).strftime("%Y-%m-%d")
-    shutil.copyfile(wpath, WEIGHTS_DIR / f"{name}.safetensors")
+    if fp16:
+        from ..training.checkpoint import save_half
+
+        save_half(wpath, WEIGHTS_DIR / f"{name}.safetensors", "float16 for tensors >= 4096 elements (models ship)")
+        card["storage"] = "float16 for tensors >= 4096 elements; computed in float32"
+    else:
+        shutil.copyfile(wpath, WEIGHTS_DIR / f"{name}.safetensors")
     write_json(WEIGHTS_DIR / f"{name}.json", card)
     from ..data.utkface import is_utkface
 

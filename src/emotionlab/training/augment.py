@@ -24,6 +24,9 @@ class AugmentConfig:
     occlude: float = 0.0  # probability of an occlusion mask (forehead / eyes / lower face)
     mixup: float = 0.0  # mixup alpha (0 = off)
     cutmix: float = 0.0  # probability of cutmix instead of mixup (needs mixup > 0 for its alpha)
+    #: probability of one camera degradation per face: low resolution (16 / 24 / 32 px), Gaussian blur
+    #: (sigma 0.8 / 1.5), or contrast x 0.35-1 with a brightness shift; what ``benchmarks/robustness.py`` tests
+    degrade: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -79,10 +82,49 @@ def occlusion(x: torch.Tensor, p: float, fill: float, gen: torch.Generator | Non
     return torch.where(m.view(n, 1, h, 1).to(x.device, non_blocking=True), patch, x)
 
 
+def _gauss_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    r = max(1, int(math.ceil(3 * sigma)))
+    t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = k / k.sum()
+    c = x.shape[1]
+    x = F.pad(x, (r, r, r, r), mode="replicate")
+    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1).contiguous(), groups=c)
+    return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1).contiguous(), groups=c)
+
+
+def degrade(x: torch.Tensor, p: float, gen: torch.Generator | None = None) -> torch.Tensor:
+    """One of six camera degradations for a random share ``p`` of the faces, computed batch-wide and selected
+    per face (a few cheap convolutions next to the network): resolution 16 / 24 / 32 px and back, blur sigma
+    0.8 / 1.5, or contrast x U(0.35, 1) around the face's mean plus a brightness shift of U(-0.4, 0.4) std."""
+    n, _, h, w = x.shape
+    which = torch.randint(0, 6, (n,), generator=gen)
+    on = torch.rand(n, generator=gen) < p
+    amt = torch.rand(n, 2, generator=gen)
+    if not bool(on.any()):
+        return x
+    variants = []
+    for side in (16, 24, 32):
+        small = F.interpolate(x, size=(side, side), mode="area")
+        variants.append(F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False))
+    variants += [_gauss_blur(x, 0.8), _gauss_blur(x, 1.5)]
+    c = (0.35 + 0.65 * amt[:, 0]).view(n, 1, 1, 1).to(x.device, x.dtype, non_blocking=True)
+    b = ((amt[:, 1] * 2 - 1) * 0.4).view(n, 1, 1, 1).to(x.device, x.dtype, non_blocking=True)
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    variants.append(mean + c * (x - mean) + b)
+    out = x
+    for i, v in enumerate(variants):
+        sel = (on & (which == i)).view(n, 1, 1, 1).to(x.device, non_blocking=True)
+        out = torch.where(sel, v, out)
+    return out
+
+
 def augment_batch(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator | None = None,
                   occlusion_fill: float = 0.0) -> torch.Tensor:
     if cfg.rotate or cfg.translate or cfg.flip or cfg.scale != (1.0, 1.0):
         x = affine(x, cfg, gen)
+    if cfg.degrade > 0:
+        x = degrade(x, cfg.degrade, gen)
     if cfg.noise > 0:
         on = (torch.rand(x.shape[0], 1, 1, 1, generator=gen) < 0.5).to(x.device, x.dtype, non_blocking=True)
         x = x + on * torch.randn(x.shape, generator=gen).to(x.device, x.dtype, non_blocking=True) * cfg.noise

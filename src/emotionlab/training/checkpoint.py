@@ -52,6 +52,19 @@ def save_weights(model: torch.nn.Module, path: str | os.PathLike, metadata: dict
     os.replace(tmp, path)
 
 
+#: tensors at least this large go to float16 in :func:`save_half`; BN statistics, biases and small tensors stay fp32
+HALF_MIN_NUMEL = 4096
+
+
+def save_half(src: str | os.PathLike, dst: str | os.PathLike, note: str = "float16 for tensors >= 4096 elements"
+              ) -> None:
+    """Copy a weight file with its large tensors in float16: half the bytes (shipping, the GPU's transfer limit),
+    accuracy measured after the copy. Loading casts back to the model's float32."""
+    sd = load_file(str(src))
+    save_file({k: (v.half() if v.is_floating_point() and v.numel() >= HALF_MIN_NUMEL else v) for k, v in sd.items()},
+              str(dst), metadata={"emotionlab_transport": note})
+
+
 def load_weights(model: torch.nn.Module, path: str | os.PathLike, strict: bool = True) -> torch.nn.Module:
     sd = load_file(str(path))
     missing, unexpected = model.load_state_dict(sd, strict=False)

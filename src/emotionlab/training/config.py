@@ -48,6 +48,14 @@ class TrainConfig:
     max_train: int | None = None  # cap the training set (quick experiments, tests)
     val_tta: bool = False
     skip_bad: bool = False
+    #: start from these weights (a shipped name such as ``fast``, a run directory or a .safetensors file) instead
+    #: of a random init: fine-tuning, unlike ``--resume``, starts a fresh optimizer and schedule
+    init_from: str | None = None
+    #: knowledge distillation: shipped names / run directories whose flip-averaged probabilities on the training
+    #: faces (computed once, cached in the run directory) become part of every target
+    teachers: list = field(default_factory=lambda: [])
+    distill_weight: float = 0.5  # target = w * teacher distribution + (1 - w) * (FER+ / one-hot target)
+    distill_temperature: float = 1.0  # > 1 softens the teacher distribution (Hinton et al. 2015)
 
     def to_dict(self) -> dict:
         return asdict(self)

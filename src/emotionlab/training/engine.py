@@ -210,12 +210,86 @@ def evaluate(model, images_u8, labels, label_names, pre: PreprocessConfig, tta: 
     return m
 
 
-def _targets(ds, num_classes: int, cfg: TrainConfig) -> torch.Tensor:
-    onehot = np.eye(num_classes, dtype=np.float32)[ds.labels]
+def _targets(ds, num_classes: int, cfg: TrainConfig, teacher: np.ndarray | None = None) -> torch.Tensor:
+    t = np.eye(num_classes, dtype=np.float32)[ds.labels]
     if ds.soft is not None and cfg.ferplus_weight > 0:
         w = cfg.ferplus_weight
-        return torch.from_numpy((w * ds.soft + (1 - w) * onehot).astype(np.float32))
-    return torch.from_numpy(onehot)
+        t = w * ds.soft + (1 - w) * t
+    if teacher is not None and cfg.distill_weight > 0:
+        t = cfg.distill_weight * teacher + (1 - cfg.distill_weight) * t
+    return torch.from_numpy(t.astype(np.float32))
+
+
+def soften(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """softmax(log p / T): for one view exactly the teacher's softmax(logits / T)."""
+    if temperature == 1.0:
+        return probs
+    logp = np.log(np.clip(probs, 1e-12, 1.0)) / temperature
+    e = np.exp(logp - logp.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def teacher_targets(cfg: TrainConfig, train, labels: list[str], in_size: int, device, out: Path,
+                    console=None) -> np.ndarray | None:
+    """Mean flip-TTA probabilities of ``cfg.teachers`` on the training faces, cached in ``out``.
+
+    Computed once before the first epoch on the clean faces (not per augmented batch): on a CPU an online
+    teacher would cost several student steps per step. The cache is keyed by teachers and faces, so ``--resume``
+    reuses it and a changed teacher list recomputes it.
+    """
+    if not cfg.teachers or cfg.distill_weight <= 0:
+        return None
+    import hashlib
+
+    from ..models.hub import load_model, resolve
+
+    key = hashlib.sha256()
+    for t in cfg.teachers:
+        w, _ = resolve(t)
+        key.update(f"{t}|{w.stat().st_size}|{w.stat().st_mtime_ns}|".encode())
+    key.update(np.ascontiguousarray(train.images).tobytes())
+    key = key.hexdigest()[:16]
+    cache = out / f"teacher_probs_{key}.npy"
+    if cache.exists():
+        probs = np.load(cache)
+    else:
+        probs = 0
+        for t in cfg.teachers:
+            lm = load_model(t, device)
+            if lm.labels != list(labels):
+                raise ValueError(f"teacher {t!r} predicts {lm.labels}, the student is trained on {list(labels)}")
+            if lm.card["in_size"] != in_size:
+                raise ValueError(f"teacher {t!r} takes {lm.card['in_size']} px faces, the student {in_size} px; "
+                                 "distill between models of one input size")
+            t0 = time.perf_counter()
+            probs = probs + predict_proba(lm.model, train.images, lm.preprocess, 256, "flip")
+            if console is not None:
+                console.print(f"teacher {lm.name}: {len(train)} training faces in {time.perf_counter() - t0:.0f} s")
+        probs = (probs / len(cfg.teachers)).astype(np.float32)
+        np.save(cache, probs)
+    if console is not None:
+        agree = float((probs.argmax(1) == train.labels).mean())
+        console.print(f"distillation: {len(cfg.teachers)} teacher(s) agree with {agree:.1%} of the training "
+                      f"labels; weight {cfg.distill_weight}, temperature {cfg.distill_temperature}")
+    return soften(probs, cfg.distill_temperature)
+
+
+def init_weights(model: nn.Module, source: str) -> None:
+    """Fine-tuning start: weights of a shipped model, run directory or .safetensors of the same architecture."""
+    from safetensors.torch import load_file
+
+    from ..models.hub import resolve
+
+    wpath, cpath = resolve(source)
+    card = json.loads(Path(cpath).read_text())
+    if card.get("arch") != model.arch or card.get("in_size") != model.in_size:
+        raise ValueError(f"--init-from {source}: it is {card.get('arch')} at {card.get('in_size')} px, the run "
+                         f"trains {model.arch} at {model.in_size} px")
+    sd = load_file(str(wpath))
+    missing, unexpected = model.load_state_dict({k: v.float() for k, v in sd.items()}, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"--init-from {wpath}: weights do not fit {model.arch} (missing {missing[:3]}, "
+                         f"unexpected {unexpected[:3]})")
 
 
 def plot_history(history: list[dict], path: Path) -> None:
@@ -300,12 +374,16 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, console=Non
         data_card = ds.extra.get("card")  # datasets other than FER-2013 describe themselves (UTKFace)
     console.print(f"[bold]{cfg.model}[/] {count_params(model) / 1e6:.2f}M params, {in_size}px; "
                   f"train {len(train)}  val {len(val)}  ({source}) on {device}")
+    if cfg.init_from and not (resume and (out / "last.json").exists()):
+        init_weights(model, cfg.init_from)
+        console.print(f"initialized from {cfg.init_from}")
     model.to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     fwd_model = torch.compile(model) if cfg.compile else model
     images = torch.from_numpy(train.images)
-    targets = _targets(train, len(ls), cfg)
+    teacher = teacher_targets(cfg, train, ls.labels, in_size, device, out, console)
+    targets = _targets(train, len(ls), cfg, teacher)
     if device.type == "cuda":  # 28k faces are 66 MB: keep them on the GPU, batches never cross the bus
         images, targets = images.to(device), targets.to(device)
         torch.backends.cudnn.benchmark = True
