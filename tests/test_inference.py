@@ -380,3 +380,27 @@ def test_video_timeline_has_gender_columns_only_when_asked(run_dir, astronaut, t
         assert r["gender"] == max(p, key=p.get) and abs(sum(p.values()) - 1) < 1e-3
     plain = write_timeline([{"frame": 0, "label": "happy"}], tmp_path / "t.csv", ["happy"])
     assert "gender" not in plain.read_text().splitlines()[0]
+
+
+def test_detector_none_reads_a_crop_exactly_as_the_dataset_path():
+    import cv2
+
+    from emotionlab.data.preprocess import prepare_crops
+    from emotionlab.inference import FaceEmotionRecognizer
+
+    rng = np.random.default_rng(0)
+    crop = rng.integers(0, 256, (48, 48)).astype(np.uint8)
+    rec = FaceEmotionRecognizer("fast", detector="none", backend="torch")
+    # a 96x96 upscale of the crop: centre square = whole image, no expansion, resized back to 48
+    big = cv2.cvtColor(cv2.resize(crop, (96, 96), interpolation=cv2.INTER_NEAREST), cv2.COLOR_GRAY2BGR)
+    faces = rec.predict(big)
+    assert len(faces) == 1 and faces[0].box == (0, 0, 96, 96)
+    expect = rec.classify(prepare_crops(crop[None], rec.pre))[0]
+    got = np.array([faces[0].scores[k] for k in rec.labels])
+    np.testing.assert_allclose(got, expect, atol=1e-5)
+    # a wide image: the centred square is the face
+    wide = np.zeros((48, 80, 3), np.uint8)
+    wide[:, 16:64] = cv2.cvtColor(crop, cv2.COLOR_GRAY2BGR)
+    f = rec.predict(wide)
+    assert len(f) == 1 and f[0].box == (16, 0, 48, 48)
+    np.testing.assert_allclose(np.array([f[0].scores[k] for k in rec.labels]), expect, atol=1e-5)

@@ -63,7 +63,8 @@ def predict(
     csv_out: Path | None = typer.Option(None, "--csv", help="Write one row per face to this CSV file."),
     out: Path | None = typer.Option(None, "--out", help="Directory for annotated images / videos, timelines, plots."),
     model: str = typer.Option("default", "--model", "-m", help="Shipped model, alias or run directory."),
-    detector: str = typer.Option("auto", help="auto | blazeface_short | blazeface_full | haar"),
+    detector: str = typer.Option("auto", help="auto | blazeface_short | blazeface_full | haar | none (each "
+                                              "image already is one face crop, read as in training)"),
     backend: str = typer.Option("auto", help="auto (ONNX Runtime on CPU) | onnx | torch"),
     device: str = typer.Option("cpu", help="cpu | cuda"),
     threads: int = typer.Option(1, help="CPU threads for inference."),

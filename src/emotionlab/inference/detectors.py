@@ -23,6 +23,8 @@ class Detection:
 
 class Detector:
     name = "base"
+    #: crop expansion this detector's boxes need; None = the model card's (detector boxes are tight faces)
+    crop_expand: float | None = None
 
     def detect(self, image_bgr: np.ndarray) -> list[Detection]:  # pragma: no cover - interface
         raise NotImplementedError
@@ -141,11 +143,30 @@ class AutoDetector(Detector):
         return sorted(merge_detections(keep + full), key=lambda d: (d.box[0], d.box[1]))
 
 
+class WholeImageDetector(Detector):
+    """No detection: every image already is one face crop (FER-2013, CK+ or AffectNet style, an aligned
+    dataset). The box is the image's centred square, cut as is (no expansion), so a crop is read exactly as
+    training read it. BlazeFace finds only ~63 % of tight 48 px FER crops upscaled into a frame
+    (benchmarks/robustness.py --photo): for crops, this is the right "detector"."""
+
+    name = "none"
+    crop_expand = 1.0
+
+    def __init__(self, **_kw):
+        pass
+
+    def detect(self, image_bgr: np.ndarray) -> list[Detection]:
+        h, w = image_bgr.shape[:2]
+        s = min(h, w)
+        return [Detection(((w - s) / 2.0, (h - s) / 2.0, float(s), float(s)), 1.0, None)]
+
+
 DETECTORS: dict[str, Callable[..., Detector]] = {
     "auto": AutoDetector,
     "blazeface_short": lambda **kw: BlazeFaceDetector("short", **kw),
     "blazeface_full": lambda **kw: BlazeFaceDetector("full", **kw),
     "haar": HaarDetector,
+    "none": WholeImageDetector,
 }
 
 

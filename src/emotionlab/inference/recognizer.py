@@ -91,6 +91,13 @@ def parse_attributes(attributes) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+def crop_pre(pre, crop_expand: float | None):
+    """The model's preprocessing, with the detector's own crop expansion where it has one (``none``: 1.0)."""
+    from dataclasses import replace
+
+    return pre if crop_expand is None else replace(pre, expand=crop_expand, shift_y=0.0)
+
+
 class AttributeClassifier:
     """A second face classifier (apparent gender) on the same detector boxes, cut with its own model card's
     preprocessing, so it keeps working whatever the emotion model's input size or architecture is."""
@@ -135,9 +142,10 @@ class AttributeClassifier:
                 logits = self.loaded.model(x).float().cpu().numpy()
         return _softmax(logits.astype(np.float64)).astype(np.float32)
 
-    def predict(self, images_bgr: list[np.ndarray], dets: list) -> np.ndarray:
+    def predict(self, images_bgr: list[np.ndarray], dets: list, crop_expand: float | None = None) -> np.ndarray:
         """Probabilities for every face of every image, in one batched call."""
-        inputs = [prepare_faces(img, [d.box for d in ds], self.pre)[0] for img, ds in zip(images_bgr, dets)]
+        pre = crop_pre(self.pre, crop_expand)
+        inputs = [prepare_faces(img, [d.box for d in ds], pre)[0] for img, ds in zip(images_bgr, dets)]
         return self.classify(np.concatenate(inputs)) if inputs else np.zeros((0, len(self.labels)), np.float32)
 
 
@@ -235,8 +243,10 @@ class FaceEmotionRecognizer:
         """Detect in each image, then classify every face of every image in one batched call."""
         dets = [self.detect(img) for img in images_bgr]
         inputs, crops, counts = [], [], []
+        expand = getattr(self.detector, "crop_expand", None)
+        pre = crop_pre(self.pre, expand)
         for img, ds in zip(images_bgr, dets):
-            x, c = prepare_faces(img, [d.box for d in ds], self.pre)
+            x, c = prepare_faces(img, [d.box for d in ds], pre)
             inputs.append(x)
             crops.append(c)
             counts.append(len(ds))
@@ -247,7 +257,8 @@ class FaceEmotionRecognizer:
             i += n
         if self.gender is not None:  # same crop settings (the usual case): reuse the emotion model's input
             same = self.gender.pre == self.pre and inputs
-            gp = self.gender.classify(np.concatenate(inputs)) if same else self.gender.predict(images_bgr, dets)
+            gp = (self.gender.classify(np.concatenate(inputs)) if same
+                  else self.gender.predict(images_bgr, dets, expand))
             labs = self.gender.labels
             for f, p in zip((f for faces in out for f in faces), gp):
                 f.gender = {"label": labs[int(np.argmax(p))], "scores": {k: float(v) for k, v in zip(labs, p)}}
