@@ -176,6 +176,7 @@ class FaceEmotionRecognizer:
             kw["min_score"] = min_detection_score
         self.detector = create_detector(detector, **kw) if detector != "haar" else create_detector("haar")
         self.detector_name = detector
+        self.crop_pre = crop_pre(self.pre, self.detector.crop_expand)  # 'none': the image is the crop
         self.backend = self._init_backend(backend)
         self.gender = (AttributeClassifier(gender_model, device, backend, threads)
                        if "gender" in self.attributes else None)
@@ -243,10 +244,8 @@ class FaceEmotionRecognizer:
         """Detect in each image, then classify every face of every image in one batched call."""
         dets = [self.detect(img) for img in images_bgr]
         inputs, crops, counts = [], [], []
-        expand = getattr(self.detector, "crop_expand", None)
-        pre = crop_pre(self.pre, expand)
         for img, ds in zip(images_bgr, dets):
-            x, c = prepare_faces(img, [d.box for d in ds], pre)
+            x, c = prepare_faces(img, [d.box for d in ds], self.crop_pre)
             inputs.append(x)
             crops.append(c)
             counts.append(len(ds))
@@ -258,7 +257,7 @@ class FaceEmotionRecognizer:
         if self.gender is not None:  # same crop settings (the usual case): reuse the emotion model's input
             same = self.gender.pre == self.pre and inputs
             gp = (self.gender.classify(np.concatenate(inputs)) if same
-                  else self.gender.predict(images_bgr, dets, expand))
+                  else self.gender.predict(images_bgr, dets, self.detector.crop_expand))
             labs = self.gender.labels
             for f, p in zip((f for faces in out for f in faces), gp):
                 f.gender = {"label": labs[int(np.argmax(p))], "scores": {k: float(v) for k, v in zip(labs, p)}}

@@ -276,20 +276,13 @@ def teacher_targets(cfg: TrainConfig, train, labels: list[str], in_size: int, de
 
 def init_weights(model: nn.Module, source: str) -> None:
     """Fine-tuning start: weights of a shipped model, run directory or .safetensors of the same architecture."""
-    from safetensors.torch import load_file
+    from ..models.hub import load_model
 
-    from ..models.hub import resolve
-
-    wpath, cpath = resolve(source)
-    card = json.loads(Path(cpath).read_text())
-    if card.get("arch") != model.arch or card.get("in_size") != model.in_size:
-        raise ValueError(f"--init-from {source}: it is {card.get('arch')} at {card.get('in_size')} px, the run "
-                         f"trains {model.arch} at {model.in_size} px")
-    sd = load_file(str(wpath))
-    missing, unexpected = model.load_state_dict({k: v.float() for k, v in sd.items()}, strict=False)
-    if missing or unexpected:
-        raise ValueError(f"--init-from {wpath}: weights do not fit {model.arch} (missing {missing[:3]}, "
-                         f"unexpected {unexpected[:3]})")
+    src = load_model(source)  # resolves the name, checks the weights against their own card's architecture
+    if src.card.get("arch") != model.arch or src.card.get("in_size") != model.in_size:
+        raise ValueError(f"--init-from {source}: it is {src.card.get('arch')} at {src.card.get('in_size')} px, "
+                         f"the run trains {model.arch} at {model.in_size} px")
+    model.load_state_dict(src.model.state_dict())
 
 
 def plot_history(history: list[dict], path: Path) -> None:
