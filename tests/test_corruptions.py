@@ -67,3 +67,32 @@ def test_robustness_benchmark_table(tiny_fer_csv, tmp_path):
     for row in res["rows"].values():
         assert 0.0 <= row["models"]["fast"]["accuracy"] <= 1.0
     assert "`blur_2`" in md.read_text() and "mean of the corruptions" in md.read_text()
+
+
+def _bench(name):
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # the scripts share robustness.default_data, as when run
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_face_ensembles_picks_on_publictest(tiny_fer_csv, tmp_path):
+    js = tmp_path / "e.json"
+    assert _bench("face_ensembles").main(["--data", str(tiny_fer_csv), "--models", "fast,emonet_t_fer2013",
+                                          "--weights", "1,2", "--threads", "1", "--json", str(js)]) == 0
+    res = json.loads(js.read_text())
+    # fast alone, emonet_t alone, and the pair at anchor weights 1 and 2
+    assert len(res["rows"]) == 4
+    assert res["best"]["PublicTest"] == max(r["PublicTest"] for r in res["rows"])
+
+
+def test_int8_check_reports_both_graphs(tiny_fer_csv, tmp_path):
+    js = tmp_path / "q.json"
+    assert _bench("int8_check").main(["--data", str(tiny_fer_csv), "--model", "emonet_t_fer2013",
+                                      "--calibration", "16", "--json", str(js)]) == 0
+    res = json.loads(js.read_text())
+    for tag in ("fp32", "int8"):
+        assert res[tag]["ms_per_face"] > 0 and 0.0 <= res[tag]["accuracy"] <= 1.0
