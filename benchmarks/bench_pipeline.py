@@ -44,8 +44,7 @@ json.dump(out, open(sys.argv[2], "w"))
 """
 
 
-def default_data() -> Path:
-    return Path(os.environ.get("EMOTIONLAB_DATA", REPO.parent / "shared" / "data"))
+from emotionlab.data.paths import default_data_root  # noqa: E402  (the one default-data rule)
 
 
 def make_frames(chips: list[Path], n: int, seed: int):
@@ -130,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     cv2.setNumThreads(args.threads)
     from emotionlab.inference import create_detector
 
-    root = (args.data or default_data()) / "utkface" / "UTKFace"
+    root = (args.data or default_data_root()) / "utkface" / "UTKFace"
     chips = sorted(root.glob("*.jpg"))
     if not chips:
         raise SystemExit(f"error: {root}: no UTKFace .jpg chips; pass --data PATH")

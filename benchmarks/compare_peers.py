@@ -112,9 +112,7 @@ def run_fer(npz: Path, threads: int, extra: list[str], venv: Path = FER_VENV) ->
 
 
 # ----------------------------------------------------------------------------------------------- data
-def default_data() -> Path:
-    root = Path(os.environ.get("EMOTIONLAB_DATA", REPO.parent / "shared" / "data"))
-    return root / "fer2013" / "fer2013.csv.gz"
+from emotionlab.data.paths import default_fer2013_csv  # noqa: E402  (the one default-data rule)
 
 
 def load_private_test(path: Path, limit: int, seed: int):
@@ -490,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
-    data = args.data or default_data()
+    data = args.data or default_fer2013_csv()
     if not Path(data).exists():
         raise SystemExit(f"error: {data}: FER-2013 not found; pass --data PATH to fer2013.csv(.gz) "
                          "or set EMOTIONLAB_DATA")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from robustness import default_data  # noqa: E402  (same default data path as the robustness benchmark)
+from emotionlab.data.paths import default_fer2013_csv  # noqa: E402  (the one default-data rule)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="emonet_m_fer2013,emonet_s_fer2013,emonet_f_fer2013,emonet_t_fer2013")
     ap.add_argument("--weights", default="1,2,3", help="weights tried for the first model")
-    ap.add_argument("--data", default=default_data())
+    ap.add_argument("--data", default=str(default_fer2013_csv()))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from robustness import default_data  # noqa: E402
+from emotionlab.data.paths import default_fer2013_csv  # noqa: E402  (the one default-data rule)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="fast")
-    ap.add_argument("--data", default=default_data())
+    ap.add_argument("--data", default=str(default_fer2013_csv()))
     ap.add_argument("--calibration", type=int, default=512)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)

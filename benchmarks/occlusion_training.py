@@ -34,9 +34,7 @@ MASKS = ["none", "forehead", "eyes", "mouth"]
 START, END = "<!-- occlusion-training:start -->", "<!-- occlusion-training:end -->"
 
 
-def default_data() -> Path:
-    root = Path(os.environ.get("EMOTIONLAB_DATA", REPO.parent / "shared" / "data"))
-    return root / "fer2013" / "fer2013.csv.gz"
+from emotionlab.data.paths import default_fer2013_csv  # noqa: E402  (the one default-data rule)
 
 
 def train(args, occlude: float, out: Path) -> dict:
@@ -160,7 +158,7 @@ def write_section(path: Path, section: str) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", type=Path, default=default_data())
+    ap.add_argument("--data", type=Path, default=default_fer2013_csv())
     ap.add_argument("--model", default="emonet_t")
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--max-train", type=int, default=8000)

@@ -1,6 +1,6 @@
 """ONNX Runtime CPU latency per face of face architectures (weights do not change the time; no data needed).
 
-    .venv/bin/python benchmarks/onnx_latency.py [--models emonet_t,emonet_f,emonet_s,emonet_m] [--threads 1]
+    .venv/bin/python benchmarks/onnx_latency.py [--models emonet_t,emonet_n,emonet_f,emonet_s,emonet_m] [--threads 1]
 
 Why: the `fast` model must stay under 1 ms per face with ONNX Runtime on this CPU; this is the check.
 """
@@ -24,7 +24,7 @@ def main() -> None:
     from emotionlab.models import create_model
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default="emonet_t,emonet_f,emonet_s,emonet_m")
+    ap.add_argument("--models", default="emonet_t,emonet_n,emonet_f,emonet_s,emonet_m")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp())

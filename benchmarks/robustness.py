@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -24,9 +23,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 
-def default_data() -> str:
-    root = Path(os.environ.get("EMOTIONLAB_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-    return str(root / "fer2013" / "fer2013.csv.gz")
+from emotionlab.data.paths import default_fer2013_csv  # noqa: E402  (the one default-data rule)
 
 
 def photo_frames(crops: np.ndarray, face_px: int = 160, frame=(480, 640)) -> list[np.ndarray]:
@@ -53,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="default,fast")
-    ap.add_argument("--data", default=default_data())
+    ap.add_argument("--data", default=str(default_fer2013_csv()))
     ap.add_argument("--split", default="PrivateTest")
     ap.add_argument("--corruptions", default="all", help="comma list or 'all'")
     ap.add_argument("--photo", action="store_true", help="also run the detector photo path")

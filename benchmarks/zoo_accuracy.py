@@ -28,9 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "emotionlab"]
 
 
-def default_data() -> str:
-    base = os.environ.get("EMOTIONLAB_DATA", str(ROOT.parent / "shared" / "data"))
-    return str(Path(base) / "fer2013" / "fer2013.csv.gz")
+from emotionlab.data.paths import default_fer2013_csv  # noqa: E402  (the one default-data rule)
 
 
 def run(cmd: list[str]) -> float:
@@ -97,7 +95,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=default_data())
+    p.add_argument("--data", default=str(default_fer2013_csv()))
     p.add_argument("--models", default="mini_xception,simple_cnn@20,simple_cnn@50,simple_cnn@100,emonet_t,"
                                        "seed_cnn,alexnet_small,vgg16_bn")
     p.add_argument("--config", default=str(ROOT / "configs" / "zoo_budget.yaml"))

@@ -362,3 +362,17 @@ def test_real_fer2013_split_counts(shared_data):
                                                             "PrivateTest": 3589}
     assert st["splits"]["Training"]["per_class"]["disgust"] == 436
     assert abs(st["mean"] - 0.5077) < 5e-4 and abs(st["std"] - 0.2550) < 5e-4
+
+
+def test_default_data_root_follows_env_then_checkout(monkeypatch, tmp_path):
+    """The one rule every benchmark uses: $EMOTIONLAB_DATA first, else shared/data beside the checkout."""
+    from pathlib import Path
+
+    from emotionlab.data.paths import default_data_root, default_fer2013_csv
+
+    monkeypatch.setenv("EMOTIONLAB_DATA", str(tmp_path))
+    assert default_data_root() == tmp_path
+    assert default_fer2013_csv() == tmp_path / "fer2013" / "fer2013.csv.gz"
+    monkeypatch.delenv("EMOTIONLAB_DATA")
+    repo = Path(__file__).resolve().parents[1]
+    assert default_data_root() == repo.parent / "shared" / "data"

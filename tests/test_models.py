@@ -43,7 +43,8 @@ def test_simple_cnn_sizes(size, expected):
     assert abs(n - expected) / expected < 0.02
 
 
-@pytest.mark.parametrize("name", ["seed_cnn", "mini_xception", "alexnet_small", "vgg16_bn", "emonet_s", "emonet_t"])
+@pytest.mark.parametrize("name", ["seed_cnn", "mini_xception", "alexnet_small", "vgg16_bn", "emonet_s", "emonet_t",
+                                  "emonet_n"])
 def test_forward_shapes_and_backward(name):
     m = create_model(name, num_classes=8)
     x = torch.randn(2, 1, 48, 48)
@@ -57,6 +58,14 @@ def test_resnet50_small_input_forward():
     m = create_model("resnet50").eval()
     with torch.no_grad():
         assert m(torch.zeros(1, 1, 48, 48)).shape == (1, 7)
+
+
+def test_fast_sizes_keep_their_flop_budgets():
+    """At batch 1 ONNX Runtime runs the dense EmoNets near the FMA peak, so the ms/face budget is a FLOP budget:
+    emonet_n (the AVX2 `fast` size, ~0.8 ms there) must stay under half of emonet_f (~1.7 ms on AVX2)."""
+    n, f = (count_mflops(create_model(a), 48) for a in ("emonet_n", "emonet_f"))
+    assert n <= 30 and n < 0.5 * f
+    assert "emonet_n" in list_models("emonet*")
 
 
 def test_mflops_scale_with_input_size():

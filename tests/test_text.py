@@ -254,6 +254,36 @@ def test_ensemble_weights_respect_byte_budget_and_drop_zero_members(corpus, tmp_
         tune_ensemble([big, small], val, max_bytes=1)
 
 
+def test_refit_train_val_keeps_choices_and_uses_both_splits(corpus):
+    """refit_train_val: every member refit on train + val with the same params and weights; refusals are explicit."""
+    from emotionlab.text.datasets import TextDataset
+    from emotionlab.text.train import refit_train_val
+
+    (tr, ytr), (va, yva) = corpus
+    va, yva = va + ["zebraword happy great", "zebraword joy smile"], np.append(yva, [0, 0])  # only in validation
+    splits = {"train": TextDataset(tr, ytr, LABELS, False, "tiny"), "val": TextDataset(va, yva, LABELS, False, "tiny")}
+    lr = TextEmotionClassifier("tfidf_lr", name="tfidf_lr-tiny", C=3.0).fit(tr, ytr, LABELS)
+    nb = TextEmotionClassifier("naive_bayes", name="naive_bayes-tiny").fit(tr, ytr, LABELS)
+    ens = TextEmotionClassifier.ensemble([lr, nb], [0.7, 0.3], name="ensemble-tiny")
+    ens.card.update(val_accuracy=0.9, tuned_for="accuracy")
+    out = refit_train_val(ens, splits, log=lambda *_: None)
+    assert out.kind == "ensemble" and out.weights == [0.7, 0.3]
+    assert [m.name for m in out.members] == ["tfidf_lr-tiny", "naive_bayes-tiny"]
+    assert out.members[0].params == lr.params and out.members[0].params["C"] == 3.0
+    assert all(m.card["n_train"] == len(tr) + len(va) and m.card["refit"] == "train+val" for m in out.members)
+    assert "val_accuracy" not in out.card and out.card["refit_from"]["val_accuracy"] == 0.9
+    # the refit tfidf vocabulary comes from train + val: the word seen only in val is now a feature
+    assert "zebraword" not in lr.backend.word.vocabulary_ and "zebraword" in out.members[0].backend.word.vocabulary_
+    p = out.predict_proba(va)
+    assert p.shape == (len(va), 3) and np.allclose(p.sum(1), 1, atol=1e-6)
+    mlp = TextEmotionClassifier("embed_mlp", name="mlp")
+    with pytest.raises(ValueError, match="uses validation while fitting"):
+        refit_train_val(mlp, splits)
+    multi = TextDataset(tr, np.eye(3, dtype=np.uint8)[ytr], LABELS, True, "tiny")
+    with pytest.raises(ValueError, match="single-label only"):
+        refit_train_val(lr, {"train": multi, "val": multi})
+
+
 def test_finetune_tiny_roundtrip(tmp_path):
     """End-to-end MiniLM fine-tuning (top layer only, two steps): trains, saves only that layer, reloads."""
     texts = ["so happy today", "great joy", "i am sad", "tears and grief"]
