@@ -8,7 +8,7 @@ keeps CPU cost low. Sizes:
 * ``emonet_m``: the flagship recipe for a GPU (64..512 channels, 2 blocks per stage).
 * ``emonet_s``: the same design at a quarter of the compute, trainable on a laptop CPU in hours.
 * ``emonet_f``: ``emonet_s``'s dense blocks at two thirds of its width: 0.59 ms/face with ONNX Runtime on one
-  core of the 2-core VM (``emonet_s`` 1.28 ms; benchmarks/onnx_latency.py), the most capacity that keeps the ``fast`` budget with a margin.
+  core of an AVX-512 VM (``emonet_s`` 1.28 ms; benchmarks/onnx_latency.py), but ~1.7 ms on an AVX2-only core.
 * ``emonet_n``: ``emonet_f`` at three quarters of its width with one block less: 28 MFLOPs, ~0.8 ms/face on one
   AVX2-only core (Zen 3), where ``emonet_f`` takes ~1.7 ms. At batch 1 ONNX Runtime runs these dense nets near the
   core's FMA peak, so the time follows the FLOPs: this is the size that keeps the ``fast`` budget on AVX2.
@@ -108,7 +108,7 @@ def emonet_n(num_classes: int = 7, in_size: int = 48, in_chans: int = 1, **kw) -
     return EmoNet(num_classes, in_size, in_chans, widths=(24, 48, 96, 192), depths=(1, 1, 2, 1), **kw)
 
 
-@register_model(description="EmoNet-F (ours, fast): dense SE-ResNet 32..256, ~0.6 ms/face with ONNX Runtime")
+@register_model(description="EmoNet-F (ours): dense SE-ResNet 32..256, ~0.6 ms/face on AVX-512, ~1.7 on AVX2")
 def emonet_f(num_classes: int = 7, in_size: int = 48, in_chans: int = 1, **kw) -> nn.Module:
     kw.setdefault("stem", 16)
     return EmoNet(num_classes, in_size, in_chans, widths=(32, 64, 128, 256), depths=(1, 2, 2, 1), **kw)
