@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     from emotionlab.data.cache import cache_dir
     from emotionlab.text.datasets import load_text_dataset
     from emotionlab.text.models import TextEmotionClassifier
-    from emotionlab.text.train import evaluate_model, refit_train_val, train_tuned, tune_ensemble
+    from emotionlab.text.train import evaluate_model, train_tuned, tune_ensemble
 
     store = STORE
 
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
         cache: dict = {}
         fitted = {}
         if args.refit_trainval:
-            refit_shipped(ds_name, splits, args, record, evaluate_model, refit_train_val)
+            refit_shipped(ds_name, splits, args, record)
             continue
         saved = cache_dir() / "text_models" / ds_name
         if args.reuse:  # members of the shipped ensemble stand in for slots with no cached fit
@@ -196,13 +196,7 @@ def main(argv: list[str] | None = None) -> None:
                 model.save(saved / kind)
             fitted[kind] = model
             m = evaluate_model(model, test)
-            row = {"model": kind, "dataset": ds_name, "train_subset": model.card.get("train_subset"),
-                   "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
-                   "micro_f1": m.get("micro_f1"), "val_macro_f1": model.card.get("val_macro_f1"),
-                   "val_accuracy": model.card.get("val_accuracy"),
-                   "train_seconds": model.card.get("train_seconds"), "ms_per_text": m["ms_per_text"],
-                   "params": model.params if kind != "ensemble" else {"weights": model.weights}}
-            model.card["test"] = {k: m[k] for k in ("accuracy", "macro_f1", "micro_f1", "n") if k in m}
+            row = result_row(kind, ds_name, model, m)
             results = record(f"{ds_name}/{kind}", row)
             print(f"   {kind:12s} test acc {m['accuracy']:.4f} macro-F1 {m['macro_f1']:.4f} "
                   f"({row['train_seconds']}s train, {m['ms_per_text']:.2f} ms/text)", flush=True)
@@ -307,34 +301,40 @@ $B --datasets "" --measure-embed     # timing of uncached MiniLM; writes this fi
 ```"""
 
 
-def refit_shipped(ds_name: str, splits: dict, args, record, evaluate_model, refit_train_val) -> None:
+def result_row(key: str, ds_name: str, model, m: dict) -> dict:
+    """One results-table row for a model scored on test (``m`` from ``evaluate_model``); records test in its card."""
+    model.card["test"] = {k: m[k] for k in ("accuracy", "macro_f1", "micro_f1", "n") if k in m}
+    return {"model": key, "dataset": ds_name, "train_subset": model.card.get("train_subset"),
+            "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
+            "micro_f1": m.get("micro_f1"), "val_macro_f1": model.card.get("val_macro_f1"),
+            "val_accuracy": model.card.get("val_accuracy"),
+            "train_seconds": model.card.get("train_seconds"), "ms_per_text": m["ms_per_text"],
+            "params": model.params if model.kind != "ensemble" else {"weights": model.weights}}
+
+
+def refit_shipped(ds_name: str, splits: dict, args, record) -> None:
     """``--refit-trainval``: the shipped model refit on train + val, scored once on test, shipped with --ship.
 
     The decision to ship the refit model is made before it is scored (its validation score means nothing after
     training on validation), so test is read once and does not choose between the two.
     """
+    from emotionlab.data.cache import cache_dir
     from emotionlab.text.models import TextEmotionClassifier
+    from emotionlab.text.train import evaluate_model, refit_train_val
 
     path = REPO / "src" / "emotionlab" / "text" / "weights" / f"{ds_name}.json"
     if not path.exists():
         sys.exit(f"--refit-trainval: no shipped model at {path}")
     shipped = TextEmotionClassifier.load(path)
+    before = shipped.card.get("test", {}).get("accuracy")
     t0 = time.perf_counter()
     model = refit_train_val(shipped, splits)
-    seconds = round(time.perf_counter() - t0, 1)
+    model.card["train_seconds"] = round(time.perf_counter() - t0, 1)
     m = evaluate_model(model, splits["test"])
     key = f"{shipped.kind}_refit"
-    model.card["test"] = {k: m[k] for k in ("accuracy", "macro_f1", "micro_f1", "n") if k in m}
-    model.card["train_seconds"] = seconds
-    record(f"{ds_name}/{key}", {"model": key, "dataset": ds_name, "accuracy": m["accuracy"],
-                                "macro_f1": m["macro_f1"], "micro_f1": m.get("micro_f1"), "val_macro_f1": None,
-                                "val_accuracy": None, "train_seconds": seconds, "ms_per_text": m["ms_per_text"],
-                                "params": {"weights": model.weights} if model.kind == "ensemble" else model.params,
-                                "refit_from_test_accuracy": shipped.card.get("test", {}).get("accuracy")})
-    print(f"   {key:12s} test acc {m['accuracy']:.4f} macro-F1 {m['macro_f1']:.4f} ({seconds}s refit; shipped "
-          f"model before: {shipped.card.get('test', {}).get('accuracy')})", flush=True)
-    from emotionlab.data.cache import cache_dir
-
+    record(f"{ds_name}/{key}", {**result_row(key, ds_name, model, m), "refit_from_test_accuracy": before})
+    print(f"   {key:12s} test acc {m['accuracy']:.4f} macro-F1 {m['macro_f1']:.4f} "
+          f"({model.card['train_seconds']}s refit; shipped model before: {before})", flush=True)
     model.save(cache_dir() / "text_models" / ds_name / key)
     if args.ship:
         model.name = ds_name

@@ -449,3 +449,33 @@ def test_real_text_datasets_read(shared_data):
     cf = load_text_dataset("crowdflower", shared_data)
     assert cf["train"].labels == ["happiness", "love", "neutral", "sadness", "worry"]
     assert sum(len(v) for v in cf.values()) == 40000 - (827 + 2187 + 1323 + 179 + 110)  # dropped labels only
+
+
+def test_benchmark_refit_shipped_scores_once_and_ships(corpus, tmp_path, monkeypatch):
+    """text_benchmark --refit-trainval: the shipped model is refit, scored on test, recorded and (with --ship) saved."""
+    import argparse
+    import importlib.util
+    from pathlib import Path
+
+    from emotionlab.text.datasets import TextDataset
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("text_benchmark", root / "benchmarks" / "text_benchmark.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    monkeypatch.setattr(mod, "REPO", tmp_path)
+    monkeypatch.setenv("EMOTIONLAB_CACHE", str(tmp_path / "cache"))
+    (tr, ytr), (va, yva) = corpus
+    ds = {"train": TextDataset(tr, ytr, LABELS, False, "tiny"), "val": TextDataset(va, yva, LABELS, False, "tiny"),
+          "test": TextDataset(va, yva, LABELS, False, "tiny")}
+    weights = tmp_path / "src" / "emotionlab" / "text" / "weights"
+    TextEmotionClassifier("tfidf_lr", name="tiny", C=2.0).fit(tr, ytr, LABELS).save(weights / "tiny")
+    rows: dict = {}
+    mod.refit_shipped("tiny", ds, argparse.Namespace(ship=True), lambda k, v: rows.__setitem__(k, v))
+    row = rows["tiny/tfidf_lr_refit"]
+    assert rows["tiny/shipped"] == "tfidf_lr_refit" and row["params"]["C"] == 2.0
+    assert 0.0 <= row["accuracy"] <= 1.0 and row["val_accuracy"] is None
+    shipped = TextEmotionClassifier.load(weights / "tiny.json")
+    assert shipped.card["refit"] == "train+val" and shipped.card["n_train"] == len(tr) + len(va)
+    assert shipped.card["test"]["accuracy"] == row["accuracy"]
+    assert (tmp_path / "cache" / "text_models" / "tiny" / "tfidf_lr_refit.json").exists()
