@@ -91,8 +91,16 @@ def test_face_ensembles_picks_on_publictest(tiny_fer_csv, tmp_path):
 
 def test_int8_check_reports_both_graphs(tiny_fer_csv, tmp_path):
     js = tmp_path / "q.json"
-    assert _bench("int8_check").main(["--data", str(tiny_fer_csv), "--model", "emonet_t_fer2013",
-                                      "--calibration", "16", "--json", str(js)]) == 0
+    md = tmp_path / "q.md"
+    assert _bench("int8_check").main(["--data", str(tiny_fer_csv), "--models", "emonet_t_fer2013", "--configs",
+                                      "base,first_conv", "--rounds", "1", "--json", str(js), "--md", str(md)]) == 0
     res = json.loads(js.read_text())
-    for tag in ("fp32", "int8"):
-        assert res[tag]["ms_per_face"] > 0 and 0.0 <= res[tag]["accuracy"] <= 1.0
+    rows = {r["config"]: r for r in res["rows"]}
+    assert set(rows) == {"float", "base", "first_conv"}
+    for r in rows.values():
+        assert r["ms_per_face"] > 0 and 0.0 <= r["PublicTest"] <= 1.0 and 0.0 <= r["PrivateTest"] <= 1.0
+    assert rows["base"]["float_nodes"] == [] and len(rows["first_conv"]["float_nodes"]) == 1
+    assert 0 < rows["first_conv"]["calibration_faces"] <= 70  # capped at the tiny training split
+    assert md.read_text().count("| emonet_t_fer2013 |") == 3
+    with pytest.raises(SystemExit):
+        _bench("int8_check").main(["--data", str(tiny_fer_csv), "--configs", "nope"])

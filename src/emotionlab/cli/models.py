@@ -43,6 +43,8 @@ def models_list(pattern: str = typer.Argument("*", help="Shell-style filter, e.g
         tags = [a for a, t in al.items() if t == name]
         acc = card.get("metrics", {}).get("PrivateTest", {}).get("accuracy")
         desc = f"{card['arch']}; PrivateTest acc {acc:.4f}" if acc else card["arch"]
+        if card.get("onnx_graph"):
+            desc += f"; int8 ONNX graph of {card.get('quantized_from', 'a float model')}"
         test = card.get("metrics", {}).get("test", {})
         if not acc and test.get("accuracy") is not None:  # attribute models (gender): UTKFace test split
             desc = (f"{card['arch']}; {card.get('task', '')}; UTKFace test acc {test['accuracy']:.4f}, adults "
@@ -143,6 +145,8 @@ def evaluate_cmd(
     threads: Optional[int] = typer.Option(None, help="CPU threads for torch."),
     ferplus: Optional[Path] = typer.Option(None, "--ferplus", help="fer2013new.csv: score against the FER+ "
                                            "majority label of 10 annotators instead of the FER-2013 label."),
+    backend: str = typer.Option("auto", help="auto (int8 models through ONNX Runtime, as the pipeline runs "
+                                             "them; others with PyTorch) | onnx | torch"),
 ) -> None:
     """Accuracy, macro / weighted F1, per-class metrics and the confusion matrix of a model on a split.
 
@@ -158,7 +162,7 @@ def evaluate_cmd(
 
     res = run_evaluation(model, data, split=split, tta=tta, detect=detect, occlude=occlude, out=out,
                          batch_size=batch_size, skip_bad=skip_bad, ignore_unknown=ignore_unknown,
-                         ferplus=ferplus)
+                         ferplus=ferplus, backend=backend)
     if json_out is not None:
         if str(json_out) == "-":
             print_json(res)
@@ -314,3 +318,96 @@ def models_ship(
         al.update({a: name for a in alias})
         write_json(ap, al)
     console.print(f"shipped {name} -> {WEIGHTS_DIR}")
+
+
+@models_app.command("quantize")
+def models_quantize(
+    model: str = typer.Argument(..., help="Float model to quantize: shipped name, alias or run directory."),
+    name: str = typer.Option(..., "--name", help="Name of the int8 model, e.g. emonet_f_robust_int8_fer2013."),
+    data: Path = typer.Option(..., "--data", help="FER-2013 CSV: calibration faces from Training; PublicTest / "
+                                                  "PrivateTest metrics of the int8 graph go into its card."),
+    calibration: int = typer.Option(512, help="Training faces (seeded random sample) that set the int8 ranges."),
+    exclude: str = typer.Option("first_conv", help="Nodes kept in float: none | first_conv | first_conv+fc "
+                                                   "(first_conv avoids int16 saturation on CPUs without VNNI)."),
+    reduce_range: bool = typer.Option(False, "--reduce-range", help="7-bit weights (the other saturation cure)."),
+    method: str = typer.Option("minmax", help="Calibration: minmax | entropy | percentile."),
+    out: Optional[Path] = typer.Option(None, help="Directory to write into (default: the package's weights)."),
+    alias: list[str] = typer.Option([], "--alias", help="Public alias to point at it (fast)."),
+    ferplus: Optional[Path] = typer.Option(None, "--ferplus", help="fer2013new.csv: also score PrivateTest "
+                                           "against the FER+ majority labels."),
+    seed: int = typer.Option(0),
+    notes: str = typer.Option("", help="Why this model exists / was chosen (written into the card)."),
+) -> None:
+    """Developer command: static int8 ONNX graph of a model, scored and latency-timed, shipped beside its weights."""
+    import os
+    import shlex
+    import sys
+    from datetime import datetime, timezone
+
+    import numpy as np
+
+    from ..data.loader import load_dataset, train_val_test
+    from ..inference.quantize import graph_latency_ms, machine_description, quantize_model
+    from ..models.hub import MAX_SHIPPED_FILE_BYTES, WEIGHTS_DIR, load_model
+    from ..training.checkpoint import write_json
+    from ..training.evaluation import run_evaluation
+
+    out = out or WEIGHTS_DIR
+    src = load_model(model)
+    train, _, _ = train_val_test(load_dataset(data, size=src.card["in_size"]))
+    if calibration < 1 or calibration > len(train):
+        fail(f"--calibration {calibration}: expected 1..{len(train)} (training faces in {data})")
+    idx = np.sort(np.random.default_rng(seed).choice(len(train), calibration, replace=False))
+    cpath = quantize_model(model, train.images[idx], out, name, exclude=exclude, reduce_range=reduce_range,
+                           method=method, calibration_source=f"{calibration} random Training faces of {data.name} "
+                                                             f"(seed {seed})", notes=notes)
+    graph = cpath.with_suffix(".onnx")
+    if graph.stat().st_size > MAX_SHIPPED_FILE_BYTES:
+        fail(f"{graph} is {graph.stat().st_size / 1e6:.1f} MB; shipped files must stay under "
+             f"{MAX_SHIPPED_FILE_BYTES:,} bytes")
+    card = json.loads(cpath.read_text())
+    shape = (int(card.get("in_chans", 1)), int(card["in_size"]), int(card["in_size"]))
+    from ..inference.onnx_export import cached_model_onnx
+
+    rounds: dict[str, list[float]] = {"int8": [], "float": [], "int8_b64": []}
+    for _ in range(5):  # interleaved: a busy moment of the machine slows both graphs, not one
+        rounds["int8"].append(graph_latency_ms(graph, shape))
+        rounds["float"].append(graph_latency_ms(cached_model_onnx(src), shape))
+        rounds["int8_b64"].append(graph_latency_ms(graph, shape, batch=64))
+    lat = {"int8_ms_per_face": float(np.median(rounds["int8"])), "int8_ms_per_face_min": min(rounds["int8"]),
+           "float_ms_per_face": float(np.median(rounds["float"])), "float_ms_per_face_min": min(rounds["float"]),
+           "int8_ms_per_face_batch64": float(np.median(rounds["int8_b64"])),
+           "how": "ONNX Runtime, 1 thread, batch 1 (300 calls) / batch 64 (20 calls), random input; median and "
+                  "min over 5 interleaved rounds of each round's median",
+        "machine": machine_description(), "load_average_1min": round(os.getloadavg()[0], 2),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d")}
+    card["onnx_graph"]["latency"] = lat
+    metrics = {}
+    for split in ("PublicTest", "PrivateTest"):
+        for tta in ("none", "flip"):
+            res = run_evaluation(str(cpath), data, split=split, tta=tta, quiet=True, backend="onnx")
+            key = split if tta == "none" else f"{split}+tta_flip"
+            metrics[key] = {k: res[k] for k in ("accuracy", "macro_f1", "weighted_f1", "n", "per_class",
+                                                "ms_per_face", "backend")}
+            console.print(f"{name} {key}: acc {res['accuracy']:.4f} macro-F1 {res['macro_f1']:.4f}")
+    if ferplus:
+        res = run_evaluation(str(cpath), data, split="PrivateTest", quiet=True, ferplus=ferplus, backend="onnx")
+        metrics["PrivateTest@FER+majority"] = {k: res[k] for k in ("accuracy", "macro_f1", "n", "per_class",
+                                                                    "labels_from")}
+        console.print(f"{name} PrivateTest vs FER+ majority: acc {res['accuracy']:.4f}")
+    metrics["evaluated"] = lat["date"]
+    card["metrics"] = metrics
+    card["float_metrics"] = {k: v.get("accuracy") for k, v in src.card.get("metrics", {}).items()
+                             if isinstance(v, dict) and "accuracy" in v}
+    card["status"] = "final"
+    card["shipped"] = lat["date"]
+    card["reproduce"] = [" ".join(shlex.quote(a) for a in ["emotionlab", *sys.argv[1:]]),
+                         f"emotionlab evaluate --model {name} --data {data} --json OUT.json"]
+    write_json(cpath, card)
+    console.print(f"{name}: int8 {lat['int8_ms_per_face']:.3f} ms/face vs float {lat['float_ms_per_face']:.3f} "
+                  f"(1 thread, batch 1) -> {cpath}")
+    if alias:
+        ap = out / "aliases.json"
+        al = json.loads(ap.read_text()) if ap.exists() else {}
+        al.update({a: name for a in alias})
+        write_json(ap, al)

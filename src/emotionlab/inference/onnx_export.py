@@ -58,6 +58,15 @@ def export_onnx(model_name_or_path: str, out: Path | None = None, atol: float = 
         out = out / f"{lm.name}.onnx" if out.is_dir() or not out.suffix else out.with_suffix(".onnx")
     out.parent.mkdir(parents=True, exist_ok=True)
     in_chans, in_size = int(lm.card.get("in_chans", 1)), int(lm.card["in_size"])
+    graph = shipped_graph(lm)
+    if graph is not None:  # an int8 model: its graph is the product (the float weights are its source)
+        shutil.copyfile(graph, out)
+        card = dict(lm.card)
+        card["onnx"] = {"opset": OPSET, "precision": "int8 (QDQ)", "copied_from": graph.name,
+                        "input": f"input (batch, {in_chans}, {in_size}, {in_size}) float32, normalized",
+                        "output": "logits (batch, num_classes)"}
+        out.with_suffix(".json").write_text(json.dumps(card, indent=2))
+        return out
     _export_module(lm.model, in_chans, in_size, out)
     diff = verify_onnx(lm.model, out, in_chans, in_size)
     if diff > atol:
@@ -89,8 +98,61 @@ def cached_onnx(key: str, weights: Path, export: Callable[[Path], None]) -> Path
     return path
 
 
+_VERIFIED: dict[tuple[str, int], str] = {}
+
+
+def shipped_graph(lm) -> Path | None:
+    """The model's own ONNX graph (``card["onnx_graph"]``: an int8 graph beside its card), checked against the
+    card's sha256, or None for a float model (whose graph is exported from the weights)."""
+    g = lm.card.get("onnx_graph")
+    if not g:
+        return None
+    if lm.card_path is None or not isinstance(g, dict) or "file" not in g or "sha256" not in g:
+        raise ValueError(f"{lm.card_path or lm.name}: field 'onnx_graph' needs 'file' and 'sha256' and a card path")
+    path = Path(lm.card_path).with_name(str(g["file"]))
+    if Path(g["file"]).name != g["file"] or not path.exists():
+        raise FileNotFoundError(f"{lm.card_path}: its ONNX graph {g['file']!r} is missing beside the card")
+    key = (str(path), path.stat().st_mtime_ns)
+    if key not in _VERIFIED:
+        from .quantize import sha256_file
+
+        _VERIFIED[key] = sha256_file(path)
+    if _VERIFIED[key] != g["sha256"]:
+        raise ValueError(f"{path}: sha256 {_VERIFIED[key][:16]}... does not match its model card "
+                         f"({str(g['sha256'])[:16]}...): the graph was changed or damaged; re-run "
+                         "`emotionlab models quantize`")
+    return path
+
+
+def onnx_predict_proba(lm, images_u8: np.ndarray, batch_size: int = 256, tta: str = "none",
+                       threads: int | None = None) -> np.ndarray:
+    """Class probabilities from the graph the CPU pipeline runs (``cached_model_onnx``), same views as
+    ``engine.predict_proba``: so ``evaluate`` scores an int8 model as it is served."""
+    import onnxruntime as ort
+
+    from ..training.engine import to_input, tta_views
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = int(threads or torch.get_num_threads())
+    so.inter_op_num_threads = 1
+    sess = ort.InferenceSession(str(cached_model_onnx(lm)), so, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    out = []
+    for i in range(0, len(images_u8), batch_size):
+        x = to_input(torch.as_tensor(np.asarray(images_u8[i:i + batch_size])), lm.preprocess)
+        views = tta_views(x, tta)
+        p = sum(torch.softmax(torch.from_numpy(sess.run(None, {name: v.contiguous().numpy()})[0]).float(), 1)
+                for v in views) / len(views)
+        out.append(p.numpy())
+    return np.concatenate(out) if out else np.zeros((0, len(lm.labels)), np.float32)
+
+
 def cached_model_onnx(lm) -> Path:
-    """ONNX file for a hub ``LoadedModel`` (cached by its weights' hash), verified once when exported."""
+    """ONNX file for a hub ``LoadedModel``: its shipped int8 graph if the card names one, else the float graph
+    exported from the weights (cached by their hash), verified once when exported."""
+    shipped = shipped_graph(lm)
+    if shipped is not None:
+        return shipped
     in_chans, in_size = int(lm.card.get("in_chans", 1)), int(lm.card["in_size"])
 
     def export(path: Path) -> None:

@@ -2,6 +2,9 @@
 
 A model is a safetensors weight file plus a JSON model card (architecture, labels, input size, preprocessing,
 recipe, metrics). ``weights/aliases.json`` maps the public names ``default`` and ``fast`` to shipped files.
+A card may name its weights file (``"weights": "other.safetensors"``, beside the card) so that an int8 ONNX
+graph of a shipped model (``"onnx_graph"``, see ``emotionlab.inference.quantize``) shares the float weights
+it was quantized from instead of shipping a second copy.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ class LoadedModel:
     model: nn.Module
     card: dict
     weights: Path
+    card_path: Path | None = None
 
     @property
     def labels(self) -> list[str]:
@@ -45,10 +49,27 @@ def aliases() -> dict[str, str]:
     return json.loads(p.read_text()) if p.exists() else {}
 
 
+def weights_of(card_path: Path) -> Path:
+    """The safetensors file of a model card: the card's ``weights`` entry (a file name beside the card), else the
+    card's own name with ``.safetensors``."""
+    card_path = Path(card_path)
+    ref = None
+    if card_path.exists():
+        try:
+            ref = json.loads(card_path.read_text()).get("weights")
+        except (ValueError, AttributeError) as e:
+            raise ValueError(f"{card_path}: not a JSON model card ({e})") from e
+    if ref is None:
+        return card_path.with_suffix(".safetensors")
+    if not isinstance(ref, str) or Path(ref).name != ref or not ref.endswith(".safetensors"):
+        raise ValueError(f"{card_path}: field 'weights' must be a .safetensors file name beside the card, got {ref!r}")
+    return card_path.with_name(ref)
+
+
 def shipped_models() -> dict[str, Path]:
     """Shipped model name -> card path."""
     return {p.stem: p for p in sorted(WEIGHTS_DIR.glob("*.json")) if p.name != "aliases.json"
-            and (WEIGHTS_DIR / f"{p.stem}.safetensors").exists()}
+            and weights_of(p).exists()}
 
 
 def resolve(name_or_path: str | os.PathLike) -> tuple[Path, Path]:
@@ -59,7 +80,7 @@ def resolve(name_or_path: str | os.PathLike) -> tuple[Path, Path]:
         s = al[s]
     shipped = shipped_models()
     if s in shipped:
-        return WEIGHTS_DIR / f"{s}.safetensors", shipped[s]
+        return weights_of(shipped[s]), shipped[s]
     p = Path(s)
     if p.is_dir():
         for stem in ("best", "model"):
@@ -72,7 +93,7 @@ def resolve(name_or_path: str | os.PathLike) -> tuple[Path, Path]:
             raise FileNotFoundError(f"{p}: its model card {card.name} is missing beside it")
         return p, card
     if p.suffix == ".json" and p.exists():
-        return p.with_suffix(".safetensors"), p
+        return weights_of(p), p
     hint = ""
     if s in list_models():
         hint = f" ({s!r} is an architecture: train it with `emotionlab train --model {s}` and pass the run directory)"
@@ -94,7 +115,7 @@ def load_model(name_or_path: str | os.PathLike = "default", device: str | torch.
     if missing or unexpected:
         raise ValueError(f"{wpath}: weights do not fit {card['arch']} (missing {missing[:3]}, unexpected {unexpected[:3]})")
     model.eval().to(device)
-    return LoadedModel(model, card, Path(wpath))
+    return LoadedModel(model, card, Path(wpath), Path(cpath))
 
 
 def best_available() -> str | None:

@@ -92,12 +92,17 @@ def ferplus_relabel(part, ferplus: Path):
 def run_evaluation(model: str, data: str | Path, split: str = "PrivateTest", tta: str = "none", detect: bool = False,
                    occlude: str | None = None, out: Path | None = None, batch_size: int = 256,
                    skip_bad: bool = False, ignore_unknown: bool = False, quiet: bool = False,
-                   ferplus: Path | None = None) -> dict:
+                   ferplus: Path | None = None, backend: str = "auto") -> dict:
+    """``backend``: ``auto`` scores a model with a shipped int8 graph through ONNX Runtime (as the pipeline runs
+    it) and any other model with PyTorch (their ONNX export agrees to 1e-3); ``onnx`` / ``torch`` force one."""
     from ..cli.common import console
     from ..data.loader import eval_split, load_dataset
     from ..models.hub import load_model
 
+    if backend not in ("auto", "onnx", "torch"):
+        raise ValueError(f"unknown backend {backend!r}; use auto, onnx or torch")
     loaded = load_model(model)
+    use_onnx = backend == "onnx" or (backend == "auto" and bool(loaded.card.get("onnx_graph")))
     data = Path(data)
     from ..data.utkface import is_utkface
 
@@ -125,11 +130,17 @@ def run_evaluation(model: str, data: str | Path, split: str = "PrivateTest", tta
         if ferplus is not None:
             part, relabel = ferplus_relabel(part, ferplus)
         images, y_true, data_labels = part.images, part.labels, list(part.label_set.labels)
-        probs = predict_proba(loaded.model, images, loaded.preprocess, batch_size, tta)
+        if use_onnx:
+            from ..inference.onnx_export import onnx_predict_proba
+
+            probs = onnx_predict_proba(loaded, images, batch_size, tta)
+        else:
+            probs = predict_proba(loaded.model, images, loaded.preprocess, batch_size, tta)
     elapsed = time.perf_counter() - t0
     y_pred = _map_predictions(probs, loaded.labels, data_labels) if len(probs) else np.zeros(0, np.int64)
     res = classification_metrics(y_true, y_pred, data_labels)
     res.update({"model": loaded.name, "weights": str(loaded.weights), "data": str(data), "split": split, "tta": tta,
+                "backend": "onnxruntime" if use_onnx and not detect else ("pipeline" if detect else "torch"),
                 "ms_per_face": 1000 * elapsed / max(len(y_true), 1)})
     if not detect and ferplus is not None:
         res["labels_from"] = relabel
