@@ -6,7 +6,7 @@ uint8 activations, ranges calibrated on training faces) runs the same network in
 
 One detail matters for accuracy: without AVX-VNNI, ONNX Runtime's u8 x s8 convolutions use ``VPMADDUBSW``,
 which adds two u8 x s8 products into a saturating int16. The first convolution (one input channel: raw pixels
-that fill the whole uint8 range, times large first-layer weights) saturates and costs ~4 points on FER-2013;
+that fill the whole uint8 range, times large first-layer weights) saturates and costs 3-4 points on FER-2013;
 keeping that one cheap convolution in float (``exclude="first_conv"``) removes the loss (measured in
 ``benchmarks/int8_check.py``). The graph that is quantized is the one the pipeline runs
 (``cached_model_onnx``); the result is what gets shipped and scored, so the card's metrics are the int8 graph's.
@@ -55,10 +55,10 @@ def quantize_int8(src_onnx: Path, out: Path, calib: np.ndarray, *, exclude: str 
     ``calib``: model inputs (already normalized, float32) whose activation ranges set the scales. Returns the
     settings, for the model card.
     """
+    import onnxruntime as ort
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
-    import onnxruntime as ort
 
     if method not in METHODS:
         raise ValueError(f"method={method!r}: expected one of {', '.join(METHODS)}")
@@ -90,12 +90,10 @@ def quantize_int8(src_onnx: Path, out: Path, calib: np.ndarray, *, exclude: str 
                         reduce_range=reduce_range, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=cm, nodes_to_exclude=nodes)
         shutil.move(str(q), str(out))
-    import onnxruntime
-
     return {"format": "ONNX QDQ", "weights": "int8, per-channel" if per_channel else "int8, per-tensor",
             "activations": "uint8, per-tensor", "calibration": method, "calibration_faces": int(len(calib)),
             "reduce_range": bool(reduce_range), "float_nodes": nodes, "exclude": exclude,
-            "onnxruntime": onnxruntime.__version__}
+            "onnxruntime": ort.__version__}
 
 
 def machine_description() -> str:
@@ -103,15 +101,16 @@ def machine_description() -> str:
     import os
     import platform
 
-    cpu, flags = platform.processor() or platform.machine(), set()
+    cpu, flags = None, set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and cpu in ("", platform.machine(), platform.processor()):
+            if line.startswith("model name") and cpu is None:
                 cpu = line.split(":", 1)[1].strip()
             elif line.startswith("flags") and not flags:
                 flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
+    cpu = cpu or platform.processor() or platform.machine()
     simd = ("AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2" if flags else "SIMD unknown")
     if flags:
         simd += ", VNNI" if flags & {"avx512_vnni", "avx_vnni"} else ", no VNNI"
