@@ -388,15 +388,9 @@ def end_to_end(fer_first: dict, frames_npz: Path, frames: np.ndarray, counts: np
 
 # ----------------------------------------------------------------------------------------------- report
 def machine_info(threads: int) -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "threads_used": threads,
+    from emotionlab.inference.quantize import machine_description
+
+    return {"cpu": machine_description(), "cores": os.cpu_count(), "threads_used": threads,
             "load_average_at_start": [round(v, 2) for v in os.getloadavg()], "python": platform.python_version(),
             "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
 
@@ -439,7 +433,7 @@ def markdown(report: dict) -> str:
                 lines.append(f"| {system} | {k} | {found} | {v['ms_per_frame']:.1f} | "
                              f"{_f(v.get('p50_ms'), '.1f')} | {v['fps']:.1f} | {ratio:.2f}× |")
     m = report["machine"]
-    lines += ["", (f"Machine: {m['cpu']}, {m['cores']} cores, load average at start {m['load_average_at_start']}; "
+    lines += ["", (f"Machine: {m['cpu']}, load average at start {m['load_average_at_start']}; "
                    f"{m['date']}; fer {report.get('fer_versions', {}).get('fer', '?')} / TensorFlow "
                    f"{report.get('fer_versions', {}).get('tensorflow', '?')}.")]
     return "\n".join(lines)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 
 def main() -> None:
-    import onnxruntime as ort
-
     from emotionlab.inference.onnx_export import _export_module
+    from emotionlab.inference.quantize import graph_latency_ms
     from emotionlab.models import create_model
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -34,7 +32,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.shipped:
         from emotionlab.inference.onnx_export import cached_model_onnx
-        from emotionlab.inference.quantize import graph_latency_ms, machine_description
+        from emotionlab.inference.quantize import machine_description
         from emotionlab.models.hub import load_model
 
         graphs = {}
@@ -56,20 +54,9 @@ def main() -> None:
         m = create_model(name).eval()
         path = tmp / f"{name}.onnx"
         _export_module(m, m.in_chans, m.in_size, path)  # the graph the face pipeline runs
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = args.threads
-        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         for b in (1, 64):
-            x = np.random.randn(b, m.in_chans, m.in_size, m.in_size).astype(np.float32)
-            for _ in range(10):
-                sess.run(None, {"input": x})
-            ts = []
-            for _ in range(max(20, 300 // b)):
-                t = time.perf_counter()
-                sess.run(None, {"input": x})
-                ts.append(time.perf_counter() - t)
-            print(f"{name} batch {b}: {1000 * np.median(ts) / b:.3f} ms/face (median)", flush=True)
-
+            ms = graph_latency_ms(path, (m.in_chans, m.in_size, m.in_size), runs=300, threads=args.threads, batch=b)
+            print(f"{name} batch {b}: {ms:.3f} ms/face (median)", flush=True)
 
 if __name__ == "__main__":
     main()

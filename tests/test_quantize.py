@@ -62,13 +62,13 @@ def quantized(tmp_path_factory):
 def test_quantize_writes_int8_graph_card_and_weights(quantized):
     import onnx
 
-    from emotionlab.inference.quantize import sha256_file
+    from emotionlab.data.cache import file_hash
 
     run, cpath = quantized
     card = json.loads(cpath.read_text())
     graph = cpath.with_suffix(".onnx")
     g = card["onnx_graph"]
-    assert g["file"] == graph.name and g["sha256"] == sha256_file(graph) and g["precision"] == "int8"
+    assert g["file"] == graph.name and g["sha256"] == file_hash(graph, "sha256") and g["precision"] == "int8"
     assert card["quantized_from"] == "random_n_best" and "metrics" not in card  # float metrics are not the graph's
     assert (cpath.parent / "rand_int8.safetensors").exists()  # source outside the directory: weights copied
     assert g["calibration_faces"] == 64 and g["calibration_source"] == "test faces"

@@ -298,26 +298,44 @@ def models_ship(
         console.print(f"{name} test: acc {res['accuracy']:.4f}, adults {res['adults_accuracy']:.4f}, "
                       f"gap race {res['gap_race']:.4f}, gap age {res['gap_age']:.4f}")
     elif data:
-        for split in ("PublicTest", "PrivateTest"):
-            for tta in ("none", "flip"):
-                res = run_evaluation(name, data, split=split, tta=tta, quiet=True)
-                key = split if tta == "none" else f"{split}+tta_flip"
-                card.setdefault("metrics", {})[key] = {k: res[k] for k in ("accuracy", "macro_f1", "weighted_f1",
-                                                                           "n", "per_class", "ms_per_face")}
-                console.print(f"{name} {key}: acc {res['accuracy']:.4f} macro-F1 {res['macro_f1']:.4f}")
-        if ferplus:
-            res = run_evaluation(name, data, split="PrivateTest", quiet=True, ferplus=ferplus)
-            card["metrics"]["PrivateTest@FER+majority"] = {k: res[k] for k in ("accuracy", "macro_f1", "n",
-                                                                                "per_class", "labels_from")}
-            console.print(f"{name} PrivateTest vs FER+ majority: acc {res['accuracy']:.4f}")
+        card.setdefault("metrics", {}).update(_fer_metrics(name, data, ferplus))
         card["metrics"]["evaluated"] = datetime.now(timezone.utc).strftime("%Y-%m-%d")
         write_json(WEIGHTS_DIR / f"{name}.json", card)
-    if alias:
-        ap = WEIGHTS_DIR / "aliases.json"
-        al = json.loads(ap.read_text()) if ap.exists() else {}
-        al.update({a: name for a in alias})
-        write_json(ap, al)
+    _point_aliases(WEIGHTS_DIR, alias, name)
     console.print(f"shipped {name} -> {WEIGHTS_DIR}")
+
+
+def _fer_metrics(model: str, data: Path, ferplus: Optional[Path], backend: str = "auto") -> dict:
+    """The card metrics of a shipped FER-2013 model: PublicTest / PrivateTest with and without flip TTA, and
+    PrivateTest against the FER+ majority when ``ferplus`` is given."""
+    from ..training.evaluation import run_evaluation
+
+    keep = ("accuracy", "macro_f1", "weighted_f1", "n", "per_class", "ms_per_face")
+    metrics = {}
+    for split in ("PublicTest", "PrivateTest"):
+        for tta in ("none", "flip"):
+            res = run_evaluation(model, data, split=split, tta=tta, quiet=True, backend=backend)
+            key = split if tta == "none" else f"{split}+tta_flip"
+            metrics[key] = {k: res[k] for k in keep + (("backend",) if backend != "auto" else ())}
+            console.print(f"{model} {key}: acc {res['accuracy']:.4f} macro-F1 {res['macro_f1']:.4f}")
+    if ferplus:
+        res = run_evaluation(model, data, split="PrivateTest", quiet=True, ferplus=ferplus, backend=backend)
+        metrics["PrivateTest@FER+majority"] = {k: res[k] for k in ("accuracy", "macro_f1", "n", "per_class",
+                                                                    "labels_from")}
+        console.print(f"{model} PrivateTest vs FER+ majority: acc {res['accuracy']:.4f}")
+    return metrics
+
+
+def _point_aliases(directory: Path, alias: list[str], name: str) -> None:
+    """Point public aliases (``default``, ``fast``) at ``name`` in ``directory/aliases.json``."""
+    from ..training.checkpoint import write_json
+
+    if not alias:
+        return
+    ap = Path(directory) / "aliases.json"
+    al = json.loads(ap.read_text()) if ap.exists() else {}
+    al.update({a: name for a in alias})
+    write_json(ap, al)
 
 
 @models_app.command("quantize")
@@ -351,7 +369,6 @@ def models_quantize(
     from ..inference.quantize import graph_latency_ms, machine_description, quantize_model
     from ..models.hub import MAX_SHIPPED_FILE_BYTES, WEIGHTS_DIR, load_model
     from ..training.checkpoint import write_json
-    from ..training.evaluation import run_evaluation
 
     out = out or WEIGHTS_DIR
     src = load_model(model)
@@ -382,19 +399,7 @@ def models_quantize(
            "machine": machine_description(), "load_average_1min": round(os.getloadavg()[0], 2),
            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d")}
     card["onnx_graph"]["latency"] = lat
-    metrics = {}
-    for split in ("PublicTest", "PrivateTest"):
-        for tta in ("none", "flip"):
-            res = run_evaluation(str(cpath), data, split=split, tta=tta, quiet=True, backend="onnx")
-            key = split if tta == "none" else f"{split}+tta_flip"
-            metrics[key] = {k: res[k] for k in ("accuracy", "macro_f1", "weighted_f1", "n", "per_class",
-                                                "ms_per_face", "backend")}
-            console.print(f"{name} {key}: acc {res['accuracy']:.4f} macro-F1 {res['macro_f1']:.4f}")
-    if ferplus:
-        res = run_evaluation(str(cpath), data, split="PrivateTest", quiet=True, ferplus=ferplus, backend="onnx")
-        metrics["PrivateTest@FER+majority"] = {k: res[k] for k in ("accuracy", "macro_f1", "n", "per_class",
-                                                                    "labels_from")}
-        console.print(f"{name} PrivateTest vs FER+ majority: acc {res['accuracy']:.4f}")
+    metrics = _fer_metrics(str(cpath), data, ferplus, backend="onnx")
     metrics["evaluated"] = lat["date"]
     card["metrics"] = metrics
     card["float_metrics"] = {k: v.get("accuracy") for k, v in src.card.get("metrics", {}).items()
@@ -406,8 +411,4 @@ def models_quantize(
     write_json(cpath, card)
     console.print(f"{name}: int8 {lat['int8_ms_per_face']:.3f} ms/face vs float {lat['float_ms_per_face']:.3f} "
                   f"(1 thread, batch 1) -> {cpath}")
-    if alias:
-        ap = out / "aliases.json"
-        al = json.loads(ap.read_text()) if ap.exists() else {}
-        al.update({a: name for a in alias})
-        write_json(ap, al)
+    _point_aliases(out, alias, name)

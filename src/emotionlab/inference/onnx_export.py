@@ -114,9 +114,9 @@ def shipped_graph(lm) -> Path | None:
         raise FileNotFoundError(f"{lm.card_path}: its ONNX graph {g['file']!r} is missing beside the card")
     key = (str(path), path.stat().st_mtime_ns)
     if key not in _VERIFIED:
-        from .quantize import sha256_file
+        from ..data.cache import file_hash
 
-        _VERIFIED[key] = sha256_file(path)
+        _VERIFIED[key] = file_hash(path, "sha256")
     if _VERIFIED[key] != g["sha256"]:
         raise ValueError(f"{path}: sha256 {_VERIFIED[key][:16]}... does not match its model card "
                          f"({str(g['sha256'])[:16]}...): the graph was changed or damaged; re-run "

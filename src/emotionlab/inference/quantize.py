@@ -13,7 +13,6 @@ keeping that one cheap convolution in float (``exclude="first_conv"``) removes t
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import tempfile
@@ -24,10 +23,6 @@ import numpy as np
 #: what ``exclude`` accepts: keep these nodes in float
 EXCLUDE_CHOICES = ("none", "first_conv", "first_conv+fc")
 METHODS = ("minmax", "entropy", "percentile")
-
-
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _excluded_nodes(model_path: Path, exclude: str) -> list[str]:
@@ -149,6 +144,7 @@ def quantize_model(model: str, calib_images_u8: np.ndarray, out_dir: Path, name:
     model quantized into the package), else the weights are copied as ``<name>.safetensors``. PyTorch paths
     (explanations, fine-tuning, ``--backend torch``) use those float weights; ONNX Runtime runs the int8 graph.
     """
+    from ..data.cache import file_hash
     from ..data.preprocess import prepare_crops
     from ..models.hub import load_model
     from .onnx_export import cached_model_onnx
@@ -176,7 +172,7 @@ def quantize_model(model: str, calib_images_u8: np.ndarray, out_dir: Path, name:
         card["weights"] = lm.weights.name
     else:
         shutil.copyfile(lm.weights, out_dir / f"{name}.safetensors")
-    card["onnx_graph"] = {"file": graph.name, "sha256": sha256_file(graph), "precision": "int8", **spec,
+    card["onnx_graph"] = {"file": graph.name, "sha256": file_hash(graph, "sha256"), "precision": "int8", **spec,
                           "note": "ONNX Runtime (the CPU backend of the pipeline, serve and evaluate) runs this "
                                   "graph; --backend torch runs the float weights it was quantized from"}
     (out_dir / f"{name}.json").write_text(json.dumps(card, indent=2))
