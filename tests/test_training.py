@@ -368,3 +368,52 @@ def test_degrade_blur_and_resolution_remove_fine_detail():
     lo = torch.nn.functional.interpolate(torch.nn.functional.interpolate(x, size=(24, 24), mode="area"),
                                          size=(48, 48), mode="bilinear", align_corners=False)
     assert lo.std() < 0.01 * x.std()  # 24 px cannot hold a 2-pixel period
+
+
+def test_ema_follows_the_ramped_decay_formula():
+    from emotionlab.training.engine import make_ema
+
+    m = torch.nn.Linear(3, 1, bias=False)
+    with torch.no_grad():
+        m.weight.fill_(0.0)
+    ema = make_ema(m, 0.9)
+    expect = 0.0
+    for n, w in enumerate([1.0, 2.0, 3.0, 4.0]):
+        with torch.no_grad():
+            m.weight.fill_(w)
+        ema.update_parameters(m)
+        if n > 0:  # the first update copies; then d = min(0.9, (1 + n') / (10 + n')) with n' updates so far
+            d = min(0.9, (1 + n) / (10 + n))
+            expect = d * expect + (1 - d) * w
+        else:
+            expect = w
+        assert ema.module.weight[0, 0].item() == pytest.approx(expect, rel=1e-6)
+    assert expect < 4.0  # an average, not the last weights
+    with pytest.raises(ValueError, match="ema_decay"):
+        make_ema(m, 1.5)
+
+
+def test_fit_with_ema_selects_the_average_and_resumes_it(tiny_fer_csv, tmp_path):
+    from safetensors.torch import load_file
+
+    out = tmp_path / "run"
+    fit(tiny_cfg(tiny_fer_csv, epochs=1, ema_decay=0.99), out)
+    last, best = load_file(str(out / "last.safetensors")), load_file(str(out / "best.safetensors"))
+    assert "ema.n_averaged" in last and int(last["ema.n_averaged"]) > 1
+    k = next(k for k in best if k.endswith("weight") and best[k].ndim == 4)
+    assert torch.equal(best[k], last[f"ema.module.{k}"])  # shipped weights are the average ...
+    assert not torch.equal(best[k], last[f"model.{k}"])  # ... not the raw last step
+    n1 = int(last["ema.n_averaged"])
+    fit(tiny_cfg(tiny_fer_csv, epochs=2, ema_decay=0.99), out, resume=True)
+    assert int(load_file(str(out / "last.safetensors"))["ema.n_averaged"]) == 2 * n1  # continued, not restarted
+    # a checkpoint without an average cannot silently start one from the resumed weights
+    from emotionlab.models import create_model
+    from emotionlab.training.checkpoint import load_checkpoint
+    from emotionlab.training.engine import build_optimizer, make_ema
+
+    cfg = tiny_cfg(tiny_fer_csv, epochs=1)
+    fit(cfg, tmp_path / "plain")
+    m = create_model("mini_xception")
+    opt = build_optimizer(m, cfg)
+    with pytest.raises(ValueError, match="no weight average"):
+        load_checkpoint(tmp_path / "plain", m, opt, None, make_ema(m, 0.99))

@@ -102,6 +102,9 @@ def train(
                                                    help="Share of the teacher distribution in each target."),
     distill_temperature: Optional[float] = typer.Option(None, "--distill-temperature",
                                                         help="Soften the teacher distribution (T > 1)."),
+    ema_decay: Optional[float] = typer.Option(None, "--ema-decay",
+                                              help="Validate, select and ship an exponential moving average of "
+                                                   "the weights (e.g. 0.999); 0 = off."),
 ) -> None:
     """Train a face model; FER-2013 trains on Training and selects on PublicTest (PrivateTest untouched)."""
     from ..training.config import TrainConfig
@@ -113,7 +116,7 @@ def train(
                 threads=threads, device=device, max_train=max_train, compile=compile, bf16=bf16,
                 time_budget=time_budget, data=str(data) if data else None, init_from=init_from,
                 teachers=list(teacher) if teacher else None, distill_weight=distill_weight,
-                distill_temperature=distill_temperature)
+                distill_temperature=distill_temperature, ema_decay=ema_decay)
     if config:
         cfg = TrainConfig.from_yaml(config, **over)
     else:

@@ -74,9 +74,11 @@ def load_weights(model: torch.nn.Module, path: str | os.PathLike, strict: bool =
     return model
 
 
-def save_checkpoint(run_dir: Path, model, optimizer, scheduler, state: dict) -> None:
-    """Everything needed to resume after the epoch in ``state['epoch']``."""
+def save_checkpoint(run_dir: Path, model, optimizer, scheduler, state: dict, ema=None) -> None:
+    """Everything needed to resume after the epoch in ``state['epoch']`` (and the weight EMA when there is one)."""
     tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    if ema is not None:  # AveragedModel: module.* weights / buffers + n_averaged
+        tensors.update({f"ema.{k}": v.detach().contiguous().cpu() for k, v in ema.state_dict().items()})
     opt_sd = optimizer.state_dict()
     opt_scalars: dict = {}
     for pid, st in opt_sd["state"].items():
@@ -95,10 +97,16 @@ def save_checkpoint(run_dir: Path, model, optimizer, scheduler, state: dict) -> 
                                                              "scalars": opt_scalars}, "scheduler": sched_sd})
 
 
-def load_checkpoint(run_dir: Path, model, optimizer, scheduler) -> dict:
+def load_checkpoint(run_dir: Path, model, optimizer, scheduler, ema=None) -> dict:
     tensors = load_file(str(run_dir / "last.safetensors"))
     state = _unjson(json.loads((run_dir / "last.json").read_text()))
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    if ema is not None:
+        ema_sd = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
+        if not ema_sd:
+            raise ValueError(f"{run_dir / 'last.safetensors'}: the run now asks for ema_decay but its checkpoint "
+                             "holds no weight average; resume without it or start a new run")
+        ema.load_state_dict(ema_sd)
     opt_state: dict = {}
     for k, v in tensors.items():
         if k.startswith("optim."):

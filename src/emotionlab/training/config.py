@@ -56,6 +56,11 @@ class TrainConfig:
     teachers: list = field(default_factory=lambda: [])
     distill_weight: float = 0.5  # target = w * teacher distribution + (1 - w) * (FER+ / one-hot target)
     distill_temperature: float = 1.0  # > 1 softens the teacher distribution (Hinton et al. 2015)
+    #: exponential moving average of the weights, updated every step (timm's ModelEmaV2): > 0 turns it on
+    #: (0.999 is typical for a few thousand steps); validation, ``best.safetensors`` and the card then use the
+    #: averaged weights. The decay ramps up as min(decay, (1 + n) / (10 + n)) so short runs are not dominated
+    #: by the initial weights.
+    ema_decay: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)

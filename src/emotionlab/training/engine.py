@@ -123,9 +123,29 @@ def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoc
     raise ValueError(f"unknown schedule {cfg.schedule!r}; use cosine, onecycle, step, plateau or none")
 
 
+def make_ema(model: nn.Module, decay: float):
+    """Weight EMA (timm's ModelEmaV2) as ``torch.optim.swa_utils.AveragedModel``; buffers (BN statistics) too.
+
+    The decay ramps up as min(decay, (1 + n) / (10 + n)) after n updates, as TensorFlow's
+    ExponentialMovingAverage with ``num_updates``: the first steps do not freeze the average at the init.
+    """
+    from torch.optim.swa_utils import AveragedModel
+
+    if not 0.0 < decay < 1.0:
+        raise ValueError(f"ema_decay must be in (0, 1), got {decay}")
+
+    def avg_fn(avg: torch.Tensor, cur: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        d = min(decay, (1.0 + float(n)) / (10.0 + float(n)))
+        return avg * d + cur * (1.0 - d)
+
+    ema = AveragedModel(model, avg_fn=avg_fn, use_buffers=True)
+    ema.eval()
+    return ema
+
+
 def train_one_epoch(model, opt, sched, sched_unit, images: torch.Tensor, targets: torch.Tensor, order: torch.Tensor,
                     cfg: TrainConfig, pre: PreprocessConfig, device, class_w=None, gen=None, progress=None,
-                    task=None) -> dict:
+                    task=None, ema=None) -> dict:
     model.train()
     bs = cfg.batch_size
     n_batches = len(order) // bs  # drop_last: even batch sizes avoid the torch 2.13 channels_last crash
@@ -150,6 +170,8 @@ def train_one_epoch(model, opt, sched, sched_unit, images: torch.Tensor, targets
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if ema is not None:
+            ema.update_parameters(model)
         if sched is not None and sched_unit == "step":
             sched.step()
         tot_loss += loss.detach() * len(idx)
@@ -390,10 +412,12 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, console=Non
         raise ValueError(f"training set has {len(train)} images, fewer than one batch of {cfg.batch_size}")
     opt = build_optimizer(model, cfg)
     sched, unit = build_scheduler(opt, cfg, steps)
+    ema = make_ema(model, cfg.ema_decay) if cfg.ema_decay else None
+    eval_model = ema.module if ema is not None else model  # what is validated, selected and shipped
     history: list[dict] = []
     start_epoch, best, best_epoch, bad_epochs = 0, -1.0, -1, 0
     if resume and (out / "last.json").exists():
-        st = load_checkpoint(out, model, opt, sched)
+        st = load_checkpoint(out, model, opt, sched, ema)
         start_epoch, history = st["epoch"] + 1, st.get("history", [])
         best, best_epoch, bad_epochs = st.get("best", -1.0), st.get("best_epoch", -1), st.get("bad_epochs", 0)
         console.print(f"resumed from {out / 'last.json'} after epoch {st['epoch'] + 1}")
@@ -413,8 +437,8 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, console=Non
                       transient=True, disable=not console.is_terminal) as prog:
             task = prog.add_task("", total=steps)
             tr = train_one_epoch(fwd_model, opt, sched, unit, images, targets, order, cfg, pre, device, class_w,
-                                 gen, prog, task)
-        vm = evaluate(model, val.images, val.labels, ls.labels, pre, "flip" if cfg.val_tta else "none")
+                                 gen, prog, task, ema)
+        vm = evaluate(eval_model, val.images, val.labels, ls.labels, pre, "flip" if cfg.val_tta else "none")
         if sched is not None and unit == "epoch":
             sched.step()
         elif sched is not None and unit == "plateau":
@@ -426,8 +450,8 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, console=Non
         improved = vm["accuracy"] > best
         if improved:
             best, best_epoch, bad_epochs = vm["accuracy"], epoch + 1, 0
-            save_weights(model, out / "best.safetensors")
-            write_json(out / "best.json", model_card(model, cfg, pre, ls, vm, history, device, command,
+            save_weights(eval_model, out / "best.safetensors")
+            write_json(out / "best.json", model_card(eval_model, cfg, pre, ls, vm, history, device, command,
                                                                 data_card))
         else:
             bad_epochs += 1
@@ -436,7 +460,7 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, console=Non
                       f"lr {row['lr']:.2e}  {tr['img_s']:.0f} img/s  {tr['seconds']:.0f}s" + ("  *" if improved else ""))
         save_checkpoint(out, model, opt, sched, {"epoch": epoch, "history": history, "best": best,
                                                   "best_epoch": best_epoch, "bad_epochs": bad_epochs,
-                                                  "config": cfg.to_dict()})
+                                                  "config": cfg.to_dict()}, ema)
         _write_history(out, history)
         epoch += 1
         if planner is not None:
