@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -417,3 +418,48 @@ def test_fit_with_ema_selects_the_average_and_resumes_it(tiny_fer_csv, tmp_path)
     opt = build_optimizer(m, cfg)
     with pytest.raises(ValueError, match="no weight average"):
         load_checkpoint(tmp_path / "plain", m, opt, None, make_ema(m, 0.99))
+
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(p.parents[1] if p.parent.name == "zoo"
+                                                                            else p.parent)))
+def test_every_shipped_config_parses_and_builds_its_model(path):
+    """A typo in a config (a key, a schedule, a model name) would otherwise surface minutes into a lent GPU's
+    only command."""
+    from emotionlab.data.labels import get_label_set
+    from emotionlab.models import create_model
+
+    cfg = TrainConfig.from_yaml(path)
+    assert cfg.schedule in ("cosine", "onecycle", "step", "plateau", "none")
+    assert cfg.optimizer in ("sgd", "adam", "adamw") and cfg.batch_size % 2 == 0
+    m = create_model(cfg.model, num_classes=len(get_label_set(cfg.label_set)), in_size=cfg.in_size,
+                     **cfg.model_kwargs)
+    if cfg.in_size:
+        assert m.in_size == cfg.in_size
+    if path.parent.name == "zoo" or path.stem.endswith("_gpu"):  # run under tools/device_train.py's --time-budget
+        assert cfg.schedule in ("cosine", "plateau", "none"), "time budgets need cosine, plateau or none"
+
+
+def test_input_size_study_trains_each_size_and_rescores_runs_from_elsewhere(tiny_fer_csv, tmp_path):
+    from emotionlab.training.studies import input_size_study
+
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text("batch_size: 8\nthreads: 1\nwarmup_epochs: 0\n")
+    res = input_size_study("simple_cnn", tiny_fer_csv, [20, 50], 1, cfg, tmp_path / "study")
+    rows = {r["size"]: r for r in res["rows"]}
+    assert set(rows) == {20, 50} and rows[50]["params"] > rows[20]["params"]  # the dense layer grows with the size
+    # the runs as a lent GPU would bring them back: no training, the same test accuracy, the runs' own timing
+    r = CliRunner().invoke(app, ["study", "input-size", "--model", "simple_cnn", "--data", str(tiny_fer_csv),
+                                 "--sizes", "20,50", "--from-runs", str(tmp_path / "study"),
+                                 "--json", str(tmp_path / "s.json")])
+    assert r.exit_code == 0, r.output
+    again = {x["size"]: x for x in json.loads((tmp_path / "s.json").read_text())["rows"]}
+    for s in (20, 50):
+        assert again[s]["test_accuracy"] == rows[s]["test_accuracy"]
+        assert again[s]["seconds_per_epoch"] == pytest.approx(rows[s]["seconds_per_epoch"])
+        assert again[s]["hardware"] == rows[s]["hardware"]
+    r = CliRunner().invoke(app, ["study", "input-size", "--data", str(tiny_fer_csv), "--sizes", "100",
+                                 "--from-runs", str(tmp_path / "study")])
+    assert r.exit_code != 0 and "not a finished run" in " ".join(r.output.split())

@@ -206,12 +206,19 @@ def study_input_size(
     out: Optional[Path] = typer.Option(None),
     max_train: Optional[int] = typer.Option(None, "--max-train"),
     json_out: Optional[Path] = typer.Option(None, "--json"),
+    from_runs: Optional[Path] = typer.Option(
+        None, "--from-runs", help="Do not train: score DIR/<model>-<size> runs trained elsewhere (a lent GPU's, "
+                                  "tools/device_train.py) on the test split here; their seconds per epoch and "
+                                  "hardware come from the runs."),
 ) -> None:
     """Parameters, accuracy and seconds per epoch at each input size (seed 002's table)."""
     from ..training.studies import input_size_study
 
-    res = input_size_study(model, data, [int(s) for s in sizes.split(",")], epochs, config,
-                           out or Path("runs") / f"study-{model}", max_train)
+    try:
+        res = input_size_study(model, data, [int(s) for s in sizes.split(",")], epochs, config,
+                               out or Path("runs") / f"study-{model}", max_train, from_runs)
+    except (FileNotFoundError, ValueError) as e:
+        fail(str(e))
     if json_out:
         json_out.write_text(json.dumps(res, indent=2))
     print_json(res)

@@ -55,20 +55,50 @@ def cross_validate(model: str, data: Path, folds: int = 5, config: Path | None =
     return {"summary": summary, "folds": results}
 
 
+def _run_summary(run: Path) -> dict:
+    """What ``fit`` returns, read back from a finished run directory (history.csv + best.json)."""
+    import csv
+    import json
+
+    hist, card = run / "history.csv", run / "best.json"
+    if not hist.exists() or not card.exists():
+        raise FileNotFoundError(f"{run}: not a finished run (expected history.csv and best.json from "
+                                "`emotionlab train` or tools/device_train.py)")
+    rows = list(csv.DictReader(hist.open()))
+    c = json.loads(card.read_text())
+    return {"params": c["params"], "best_val_acc": max(float(r["val_acc"]) for r in rows),
+            "seconds_per_epoch": float(np.mean([float(r["seconds"]) for r in rows])),
+            "img_s": float(np.mean([float(r["img_s"]) for r in rows])), "hardware": c["training"]["hardware"],
+            "epochs_run": len(rows), "label_set": c["label_set"]}
+
+
 def input_size_study(model: str, data: Path, sizes: list[int], epochs: int, config: Path | None, out: Path,
-                     max_train: int | None = None) -> dict:
-    """Train the same architecture at several input sizes: parameters, accuracy, seconds per epoch."""
+                     max_train: int | None = None, from_runs: Path | None = None) -> dict:
+    """Train the same architecture at several input sizes: parameters, accuracy, seconds per epoch.
+
+    ``from_runs``: score runs trained elsewhere instead (``DIR/<model>-<size>``, e.g. a lent GPU's runs brought
+    back by tools/device_train.py, whose data pack leaves PrivateTest here): the table then carries that
+    machine's seconds per epoch and hardware, and the test accuracy measured here.
+    """
     from ..cli.common import console
     from ..data.loader import eval_split, load_dataset
     from ..models.hub import load_model
 
     rows = []
     for size in sizes:
-        cfg = _config(model, data, config, epochs=epochs, in_size=size, max_train=max_train)
-        run = Path(out) / f"{model}-{size}"
-        res = fit(cfg, run, console=console)
+        if from_runs is not None:
+            run = Path(from_runs) / f"{model}-{size}"
+            res = _run_summary(run)
+            label_set = res["label_set"]
+        else:
+            cfg = _config(model, data, config, epochs=epochs, in_size=size, max_train=max_train)
+            run = Path(out) / f"{model}-{size}"
+            res = fit(cfg, run, console=console)
+            label_set = cfg.label_set
         lm = load_model(run)
-        ds = load_dataset(data, size=size, label_set=cfg.label_set)
+        if lm.card["in_size"] != size:
+            raise ValueError(f"{run}: the model takes {lm.card['in_size']} px faces, the study row is {size} px")
+        ds = load_dataset(data, size=size, label_set=label_set)
         test = eval_split(ds, "test")
         m = evaluate(lm.model, test.images, test.labels, lm.labels, lm.preprocess)
         rows.append({"size": size, "params": res["params"], "val_accuracy": res["best_val_acc"],
