@@ -404,3 +404,29 @@ def test_detector_none_reads_a_crop_exactly_as_the_dataset_path():
     f = rec.predict(wide)
     assert len(f) == 1 and f[0].box == (16, 0, 48, 48)
     np.testing.assert_allclose(np.array([f[0].scores[k] for k in rec.labels]), expect, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", ["onnx", "torch"])
+def test_recognizer_tta_averages_the_views_evaluate_scores(run_dir, backend):
+    from emotionlab.data.preprocess import prepare_crops
+    from emotionlab.inference import FaceEmotionRecognizer
+    from emotionlab.models.hub import load_model
+    from emotionlab.training.engine import predict_proba
+
+    rng = np.random.default_rng(1)
+    crops = rng.integers(0, 256, (3, 48, 48)).astype(np.uint8)
+    plain = FaceEmotionRecognizer(str(run_dir), detector="none", backend=backend)
+    flip = FaceEmotionRecognizer(str(run_dir), detector="none", backend=backend, tta="flip")
+    x = prepare_crops(crops, plain.pre)
+    want = (plain.classify(x) + plain.classify(np.ascontiguousarray(x[..., ::-1]))) / 2
+    # an untrained model: scores differ from uniform by ~1e-4, so the tolerances are far below that
+    np.testing.assert_allclose(flip.classify(x), want, rtol=0, atol=1e-6)
+    assert np.abs(flip.classify(x) - plain.classify(x)).max() > 5e-6  # the mirror view did count
+    lm = load_model(str(run_dir))
+    ten = FaceEmotionRecognizer(str(run_dir), detector="none", backend=backend, tta="ten")
+    got, ref = ten.classify(x), predict_proba(lm.model, crops, lm.preprocess, tta="ten")
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-6)
+    assert np.abs(got - flip.classify(x)).max() > 5e-6  # the shifted views did count
+    assert "tta ten" in ten.describe()
+    with pytest.raises(ValueError, match="unknown tta"):
+        FaceEmotionRecognizer(str(run_dir), detector="none", tta="mirror")

@@ -100,3 +100,14 @@ def test_webcam_without_camera_fails_cleanly(model_dir):
     r = runner.invoke(app, ["webcam", "--camera", "7", "--model", str(model_dir)])
     assert r.exit_code != 0
     assert "camera 7" in (r.stderr + str(r.exception))
+
+
+def test_predict_tta_flip_runs_and_a_bad_mode_is_named(model_dir):
+    r = runner.invoke(app, ["predict", str(EXAMPLES / "astronaut.jpg"), "--json", "--model", str(model_dir),
+                            "--tta", "flip"])
+    assert r.exit_code == 0, r.output
+    (row,) = _json_lines(r.stdout)
+    assert len(row["faces"]) == 1 and abs(sum(row["faces"][0]["scores"].values()) - 1) < 1e-4
+    assert "tta flip" in r.stderr
+    r = runner.invoke(app, ["predict", str(EXAMPLES / "astronaut.jpg"), "--model", str(model_dir), "--tta", "x"])
+    assert r.exit_code != 0 and "--tta 'x'" in r.stderr

@@ -126,7 +126,7 @@ def run_bench(rec, faces_dir: Path | None = None, n_frames: int = 20, repeat: in
     sources = face_sources(rec, Path(faces_dir))
     report: dict = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                                 "threads": threads, "python": platform.python_version()},
-                    "model": rec.model_name, "backend": rec.backend, "detector": rec.detector_name,
+                    "model": rec.model_name, "tta": rec.tta, "backend": rec.backend, "detector": rec.detector_name,
                     "frame": f"{FRAME_W}x{FRAME_H}", "frames_per_setting": n_frames, "repeat": repeat, "e2e": {}}
     all_frames = []
     for k in (1, 5):

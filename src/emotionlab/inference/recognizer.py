@@ -149,6 +149,10 @@ class AttributeClassifier:
         return self.classify(np.concatenate(inputs)) if inputs else np.zeros((0, len(self.labels)), np.float32)
 
 
+#: test-time augmentation of the classifier: the views of ``emotionlab.training.engine.tta_views``
+TTA_MODES = ("none", "flip", "ten")
+
+
 class FaceEmotionRecognizer:
     """Faces and emotions in images, folders and video.
 
@@ -157,13 +161,18 @@ class FaceEmotionRecognizer:
     on GPU), ``onnx`` or ``torch``. ``attributes``: ``("emotion",)`` (default) or ``("emotion", "gender")``
     to add each face's apparent binary gender (``Face.gender`` = ``{label, scores}``) from ``gender_model``
     (a separate small model: see its model card for what it can and cannot tell, and its license).
+    ``tta``: ``none`` (default), ``flip`` (2 views: ~2x the classification time, +0.3 points on FER-2013) or
+    ``ten`` (5 shifts x flip, 10x): the same views ``emotionlab evaluate --tta`` scores, averaged probabilities.
     """
 
     def __init__(self, model: str = "default", detector: str = "auto", device: str = "cpu", backend: str = "auto",
                  threads: int | None = None, min_detection_score: float | None = None,
-                 attributes=("emotion",), gender_model: str = "gender"):
+                 attributes=("emotion",), gender_model: str = "gender", tta: str = "none"):
         from ..models.hub import load_model
 
+        if tta not in TTA_MODES:
+            raise ValueError(f"unknown tta {tta!r}; use one of {', '.join(TTA_MODES)}")
+        self.tta = tta
         self.attributes = parse_attributes(attributes)
         self.loaded = load_model(model, device)
         self.device = device
@@ -207,9 +216,20 @@ class FaceEmotionRecognizer:
             return "torch"
 
     def classify(self, model_input: np.ndarray) -> np.ndarray:
-        """(N,1,S,S) normalized float32 -> (N, classes) probabilities, in one model call."""
+        """(N,1,S,S) normalized float32 -> (N, classes) probabilities, in one model call (TTA views included)."""
         if len(model_input) == 0:
             return np.zeros((0, len(self.labels)), np.float32)
+        if self.tta != "none":
+            import torch
+
+            from ..training.engine import tta_views
+
+            views = tta_views(torch.from_numpy(np.ascontiguousarray(model_input, np.float32)), self.tta)
+            probs = self._classify_once(torch.cat(views).numpy())
+            return probs.reshape(len(views), len(model_input), -1).mean(0).astype(np.float32)
+        return self._classify_once(model_input)
+
+    def _classify_once(self, model_input: np.ndarray) -> np.ndarray:
         if self._sess is not None:
             logits = self._sess.run(None, {self._in_name: np.ascontiguousarray(model_input, np.float32)})[0]
         else:
@@ -286,8 +306,9 @@ class FaceEmotionRecognizer:
     def describe(self) -> str:
         card = self.loaded.card
         g = (f", gender model {self.gender.loaded.name} ({self.gender.backend})" if self.gender is not None else "")
+        t = f", tta {self.tta}" if self.tta != "none" else ""
         return (f"model {self.model_name} ({card.get('arch')}, {len(self.labels)} classes, weights {self.loaded.weights})"
-                f", detector {self.detector_name}, backend {self.backend}{g}")
+                f", detector {self.detector_name}, backend {self.backend}{t}{g}")
 
 
 @dataclass
