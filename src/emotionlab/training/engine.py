@@ -134,11 +134,16 @@ def make_ema(model: nn.Module, decay: float):
     if not 0.0 < decay < 1.0:
         raise ValueError(f"ema_decay must be in (0, 1), got {decay}")
 
-    def avg_fn(avg: torch.Tensor, cur: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    def multi_avg_fn(avg: list[torch.Tensor], cur: list[torch.Tensor], n: torch.Tensor) -> None:
+        # called once per device / dtype group and step (one host sync for n, not one per tensor on a GPU)
         d = min(decay, (1.0 + float(n)) / (10.0 + float(n)))
-        return avg * d + cur * (1.0 - d)
+        if torch.is_floating_point(avg[0]):
+            torch._foreach_lerp_(avg, cur, 1.0 - d)
+        else:  # integer buffers (BN's num_batches_tracked)
+            for a, c in zip(avg, cur):
+                a.copy_(a * d + c * (1.0 - d))
 
-    ema = AveragedModel(model, avg_fn=avg_fn, use_buffers=True)
+    ema = AveragedModel(model, multi_avg_fn=multi_avg_fn, use_buffers=True)
     ema.eval()
     return ema
 
