@@ -482,11 +482,15 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, console=Non
         card["training"]["recipe"]["epochs"] = cfg.epochs
         write_json(out / "best.json", card)
     plot_history(history, out / "curves.png")
-    secs = [h["seconds"] for h in history]
-    return {"best_val_acc": best, "best_epoch": best_epoch, "epochs_run": len(history), "out": str(out),
-            "seconds_per_epoch": float(np.mean(secs)) if secs else None,
-            "img_s": float(np.mean([h["img_s"] for h in history])) if history else None,
+    return {"best_val_acc": best, "best_epoch": best_epoch, "out": str(out), **history_summary(history),
             "hardware": hardware_string(device), "params": count_params(model)}
+
+
+def history_summary(history: list[dict]) -> dict:
+    """Epochs run, mean seconds per epoch and mean img/s of a run's history (rows of fit or of history.csv)."""
+    secs = [float(h["seconds"]) for h in history]
+    return {"epochs_run": len(history), "seconds_per_epoch": float(np.mean(secs)) if secs else None,
+            "img_s": float(np.mean([float(h["img_s"]) for h in history])) if history else None}
 
 
 class EpochPlanner:

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import TrainConfig
-from .engine import evaluate, fit
+from .engine import evaluate, fit, history_summary
 
 
 def _config(model: str, data: Path, config: Path | None, **over) -> TrainConfig:
@@ -67,9 +67,7 @@ def _run_summary(run: Path) -> dict:
     rows = list(csv.DictReader(hist.open()))
     c = json.loads(card.read_text())
     return {"params": c["params"], "best_val_acc": max(float(r["val_acc"]) for r in rows),
-            "seconds_per_epoch": float(np.mean([float(r["seconds"]) for r in rows])),
-            "img_s": float(np.mean([float(r["img_s"]) for r in rows])), "hardware": c["training"]["hardware"],
-            "epochs_run": len(rows), "label_set": c["label_set"]}
+            **history_summary(rows), "hardware": c["training"]["hardware"], "label_set": c["label_set"]}
 
 
 def input_size_study(model: str, data: Path, sizes: list[int], epochs: int, config: Path | None, out: Path,
