@@ -16,6 +16,7 @@ def register(app: typer.Typer) -> None:
     app.command("predict")(predict)
     app.command("webcam")(webcam)
     app.command("bench")(bench)
+    app.command("batch")(batch)
 
 
 def _set_threads(threads: int) -> None:
@@ -171,6 +172,124 @@ def predict(
         raise typer.Exit(1)
 
 
+def batch(
+    paths: list[str] = typer.Argument(..., help="Image files and folders (recursive); with --engine spark, any "
+                                                "path or URI Spark reads (binaryFile: local, HDFS, S3...)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Rows: .csv, .parquet or .jsonl (Spark: a folder of "
+                                                      ".csv / .parquet parts)."),
+    engine: str = typer.Option("local", help="local (processes on this machine) | dask | spark"),
+    workers: int = typer.Option(1, help="local: worker processes (each builds the model once)."),
+    scheduler: str | None = typer.Option(None, help="dask: a distributed scheduler address "
+                                                       "(tcp://host:8786); default: local processes."),
+    partitions: int | None = typer.Option(None, help="dask / spark: number of partitions."),
+    model: str = typer.Option("default", "--model", "-m", help="Shipped model, alias or run directory."),
+    detector: str = typer.Option("auto", help="auto | blazeface_short | blazeface_full | haar | none"),
+    backend: str = typer.Option("auto", help="auto (ONNX Runtime on CPU) | onnx | torch"),
+    threads: int = typer.Option(1, help="CPU threads per worker."),
+    tta: str = typer.Option("none", "--tta", help="none | flip | ten"),
+    attributes: str = typer.Option("emotion", "--attributes", help="emotion or emotion,gender"),
+) -> None:
+    """Batch inference at scale: one row per face (and per image without one), on local processes, Dask or Spark.
+
+    The model is built once per worker process from the installed package; nothing is downloaded."""
+    from ..inference.recognizer import TTA_MODES, parse_attributes
+
+    if engine not in ("local", "dask", "spark"):
+        fail(f"--engine {engine!r}: expected local, dask or spark")
+    if tta not in TTA_MODES:
+        fail(f"--tta {tta!r}: expected one of {', '.join(TTA_MODES)}")
+    try:
+        attrs = parse_attributes(attributes)
+    except ValueError as e:
+        fail(f"--attributes {attributes!r}: {e}")
+    suffix = out.suffix.lower()
+    if suffix not in (".csv", ".parquet", ".jsonl"):
+        fail(f"--out {out}: expected a .csv, .parquet or .jsonl path")
+    if engine == "spark" and suffix == ".jsonl":
+        fail("--engine spark writes .csv or .parquet folders")
+    kw = dict(model=model, detector=detector, backend=backend, threads=threads, tta=tta, attributes=attrs)
+    try:
+        from ..models.hub import load_card
+
+        load_card(model)  # a wrong name fails here, not in every worker
+    except (FileNotFoundError, ValueError) as e:
+        fail(str(e))
+    if engine == "spark":
+        _batch_spark(paths, out, partitions, kw)
+        return
+    from ..data.folders import IMAGE_EXTS
+
+    items: list[str] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            items += [str(f) for f in sorted(p.rglob("*")) if f.is_file() and f.suffix.lower() in IMAGE_EXTS]
+        else:
+            items.append(str(p))  # missing / unreadable files become error rows
+    if not items:
+        fail("no images found in " + ", ".join(paths))
+    console.print(f"[bold]batch[/] {len(items)} image(s), engine {engine}, model {model}", highlight=False)
+    if engine == "dask":
+        from ..inference.batch import predict_dask
+
+        client = None
+        try:
+            if scheduler:
+                from distributed import Client
+
+                client = Client(scheduler)
+            df = predict_dask(items, npartitions=partitions, client=client, **kw)
+        except ImportError as e:
+            fail(f"{e}")
+        finally:
+            if client is not None:
+                client.close()
+    else:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        from ..inference.batch import predict_local
+
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=console, disable=not console.is_terminal, transient=True) as prog:
+            task = prog.add_task("batch", total=len(items))
+            df = predict_local(items, workers=workers, progress=lambda n: prog.advance(task, n), **kw)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if suffix == ".csv":
+        df.to_csv(out, index=False, float_format="%.4f")
+    elif suffix == ".jsonl":
+        df.to_json(out, orient="records", lines=True)
+    else:
+        try:
+            df.to_parquet(out, index=False)
+        except ImportError:
+            fail("writing .parquet needs pyarrow (pip install pyarrow); or use --out rows.csv")
+    errors = df[df["error"].notna()]["path"].nunique()
+    no_face = int((df["error"].isna() & (df["n_faces"] == 0)).sum())
+    console.print(f"{df['path'].nunique()} image(s): {int(df['face'].notna().sum())} face(s), {no_face} without "
+                  f"a face, {errors} failed; rows in {out}", highlight=False)
+    if errors:
+        raise typer.Exit(1)
+
+
+def _batch_spark(paths: list[str], out: Path, partitions: int | None, kw: dict) -> None:
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        fail("the spark engine needs pyspark (pip install pyspark pyarrow), or run under spark-submit")
+    from ..data.folders import IMAGE_EXTS
+    from ..inference.batch import predict_spark
+
+    spark = SparkSession.builder.appName("emotionlab-batch").getOrCreate()
+    glob = "*.{" + ",".join(sorted({e.lstrip('.') for e in IMAGE_EXTS} | {e.lstrip('.').upper() for e in IMAGE_EXTS})) + "}"
+    src = (spark.read.format("binaryFile").option("pathGlobFilter", glob).option("recursiveFileLookup", "true")
+           .load(list(paths)))
+    if partitions:
+        src = src.repartition(partitions)
+    rows = predict_spark(src, **kw)
+    w = rows.write.mode("overwrite")
+    (w.option("header", "true").csv if out.suffix.lower() == ".csv" else w.parquet)(str(out))
+    console.print(f"rows written by Spark to {out}/", highlight=False)
+
+
 def _save_annotated(img, faces, dest: Path, debug: bool) -> Path:
     import cv2
 
@@ -220,22 +339,19 @@ def _predict_video(rec, path: Path, rel: Path, out: Path | None, stride: int, sm
 
 
 def _write_csv(path: Path, results: list[dict], labels: list[str], gender_labels: list[str] | None = None) -> None:
-    """One row per face; with the gender attribute, ``gender`` and ``p_gender_<label>`` columns before ``error``."""
+    """One row per face, and one for each input without a face or with an error (``n_faces`` 0): the schema of
+    ``emotionlab batch`` (``emotionlab.inference.batch.columns``); probabilities with 4 decimals."""
+    from ..inference.batch import columns, face_rows
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    gl = list(gender_labels or [])
-    gcols = (["gender", *[f"p_gender_{k}" for k in gl]]) if gl else []
+    cols = columns(labels, gender_labels)
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["path", "face", "x", "y", "w", "h", "label", "score", *[f"p_{k}" for k in labels], *gcols,
-                    "error"])
+        w.writerow(cols)
         for r in results:
-            if r.get("error") and not r["faces"]:
-                w.writerow([r["path"], "", "", "", "", "", "", "", *[""] * len(labels), *[""] * len(gcols), r["error"]])
-            for i, f in enumerate(r["faces"]):
-                g = f.get("gender")
-                gvals = ([g["label"], *[f"{g['scores'][k]:.4f}" for k in gl]] if g else [""] * len(gcols)) if gl else []
-                w.writerow([r["path"], f.get("face_id", i), *f["box"], f["label"], f"{f['scores'][f['label']]:.4f}",
-                            *[f"{f['scores'][k]:.4f}" for k in labels], *gvals, r.get("error", "")])
+            for row in face_rows(r["path"], r["faces"], labels, gender_labels, r.get("error")):
+                w.writerow(["" if row[c] is None else f"{row[c]:.4f}" if isinstance(row[c], float) else row[c]
+                            for c in cols])
 
 
 def _print_table(results: list[dict], gender: bool = False) -> None:

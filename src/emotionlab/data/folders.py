@@ -28,11 +28,19 @@ def read_image(path: str | os.PathLike, flags: int = cv2.IMREAD_UNCHANGED) -> np
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as e:
         raise DataError(path, f"cannot read file: {e.strerror or e}") from None
+    return decode_image(data, path, flags)
+
+
+def decode_image(data: bytes | np.ndarray, source: str | os.PathLike, flags: int = cv2.IMREAD_UNCHANGED
+                 ) -> np.ndarray:
+    """Encoded image bytes (e.g. Spark's ``binaryFile`` content) -> array, exactly as :func:`read_image` reads
+    a file; ``source`` names the image in the error."""
+    data = np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else data
     if data.size == 0:
-        raise DataError(path, "file is empty (0 bytes)")
+        raise DataError(source, "file is empty (0 bytes)")
     img = cv2.imdecode(data, flags | cv2.IMREAD_ANYDEPTH if flags == cv2.IMREAD_UNCHANGED else flags)
     if img is None:
-        raise DataError(path, "not a readable image (corrupt, truncated or unsupported format)")
+        raise DataError(source, "not a readable image (corrupt, truncated or unsupported format)")
     if flags == cv2.IMREAD_UNCHANGED:
         # IMREAD_UNCHANGED skips EXIF rotation; apply it ourselves.
         img = _apply_exif(data, img)

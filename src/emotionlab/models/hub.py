@@ -102,6 +102,11 @@ def resolve(name_or_path: str | os.PathLike) -> tuple[Path, Path]:
                             "or give a run directory / .safetensors path")
 
 
+def load_card(name_or_path: str | os.PathLike = "default") -> dict:
+    """The model card of a shipped name, alias, file or run directory, without building the model."""
+    return json.loads(resolve(name_or_path)[1].read_text())
+
+
 def load_model(name_or_path: str | os.PathLike = "default", device: str | torch.device = "cpu") -> LoadedModel:
     """Load a shipped or trained model for inference (eval mode). Weights never go through pickle."""
     from safetensors.torch import load_file
