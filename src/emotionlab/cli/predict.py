@@ -278,6 +278,7 @@ def _batch_spark(paths: list[str], out: Path, partitions: int | None, kw: dict) 
     from ..data.folders import IMAGE_EXTS
     from ..inference.batch import predict_spark
 
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # local[*]: workers use this environment's Python
     spark = SparkSession.builder.appName("emotionlab-batch").getOrCreate()
     glob = "*.{" + ",".join(sorted({e.lstrip('.') for e in IMAGE_EXTS} | {e.lstrip('.').upper() for e in IMAGE_EXTS})) + "}"
     src = (spark.read.format("binaryFile").option("pathGlobFilter", glob).option("recursiveFileLookup", "true")
