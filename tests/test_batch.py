@@ -69,6 +69,7 @@ def test_bytes_items_give_the_same_rows_as_paths(model_dir, inputs):
     by_bytes = pred.rows([(p, Path(p).read_bytes()) for p in inputs[:4]])
     assert by_path == by_bytes
     assert pred.rows([("x.jpg", b"")])[0]["error"] == "x.jpg: file is empty (0 bytes)"
+    assert "a video" in pred.rows(["clip.mp4"])[0]["error"]
 
 
 def test_predictor_builds_the_model_once_and_pickles_without_it(model_dir, inputs, monkeypatch):

@@ -132,6 +132,7 @@ class BatchPredictor:
         from ..data.errors import DataError
         from ..data.folders import decode_image, read_image
         from .recognizer import to_bgr8
+        from .video import VIDEO_EXTS
 
         rec, labels, glabels = self.recognizer, self.labels, self.gender_labels
         out: list[dict] = []
@@ -146,6 +147,9 @@ class BatchPredictor:
         for item in items:
             name, data = (str(item[0]), item[1]) if isinstance(item, tuple) else (str(item), None)
             try:
+                if Path(name).suffix.lower() in VIDEO_EXTS:
+                    raise DataError(name, "a video: `emotionlab predict` gives its per-frame timeline; batch "
+                                          "reads images")
                 if data is None:
                     if not Path(name).exists():
                         raise DataError(name, "no such file")
