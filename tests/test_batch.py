@@ -73,8 +73,10 @@ def test_bytes_items_give_the_same_rows_as_paths(model_dir, inputs):
 
 
 def test_predictor_builds_the_model_once_and_pickles_without_it(model_dir, inputs, monkeypatch):
+    import emotionlab.inference.batch as batchmod
     import emotionlab.inference.recognizer as recmod
 
+    monkeypatch.setattr(batchmod, "_PROCESS_RECOGNIZERS", {})  # earlier tests built this model in this process
     built = []
     orig = recmod.FaceEmotionRecognizer.__init__
 
@@ -92,6 +94,10 @@ def test_predictor_builds_the_model_once_and_pickles_without_it(model_dir, input
     assert len(blob) < 2000  # parameters only: the weights travel with the package, not the task
     clone = pickle.loads(blob)
     assert clone._rec is None and clone.model == str(model_dir) and clone.batch == 1
+    clone.rows(inputs[:1])  # an engine unpickles the function once per task: still one model per process
+    assert len(built) == 1 and clone._rec is pred._rec
+    BatchPredictor(model=str(model_dir), tta="flip").rows(inputs[:1])  # other parameters: their own model
+    assert len(built) == 2
 
 
 def test_map_pandas_is_what_spark_calls(model_dir, inputs):
@@ -110,14 +116,22 @@ def test_local_processes_give_the_same_rows(model_dir, inputs):
     pd.testing.assert_frame_equal(one, two)
 
 
+def _recognizers_held() -> int:
+    from emotionlab.inference import batch
+
+    return len(batch._PROCESS_RECOGNIZERS)
+
+
 def test_dask_on_a_distributed_cluster_gives_the_same_rows(model_dir, inputs):
     pytest.importorskip("dask.bag")
     distributed = pytest.importorskip("distributed")
     local = predict_local(inputs, model=str(model_dir))
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cl, \
             distributed.Client(cl) as client:
-        df = predict_dask(inputs, npartitions=3, client=client, model=str(model_dir))
+        df = predict_dask(inputs, npartitions=5, client=client, model=str(model_dir))
+        held = client.run(_recognizers_held)  # {worker address: models built there}
     pd.testing.assert_frame_equal(local, df)
+    assert sorted(held.values()) in ([1, 1], [0, 1])  # 5 partitions, at most one model per worker process
 
 
 def test_spark_mapinpandas_on_binaryfile(model_dir, inputs, tmp_path):

@@ -70,6 +70,9 @@ def to_frame(rows: list[dict], cols: list[str]) -> Any:
     return df.astype({c: {"int": "Int64", "string": object}.get(_TYPES.get(c, ""), "float64") for c in cols})
 
 
+_PROCESS_RECOGNIZERS: dict[tuple, Any] = {}  # one recognizer per parameter set and process
+
+
 class BatchPredictor:
     """A picklable ``items -> rows`` function that builds its :class:`FaceEmotionRecognizer` lazily, once per
     process. Parameters are stored as given (scikit-learn style); pickling carries them, not the model.
@@ -100,17 +103,23 @@ class BatchPredictor:
     # -- the recognizer, built on first use in each process
     @property
     def recognizer(self):
+        """This process's recognizer for these parameters. Engines unpickle the task's function once per task
+        (Dask, Spark), so the cache is per process, keyed by the parameters, not per object."""
         if self._rec is None:
-            import cv2
-            import torch
+            key = (self.model, self.detector, self.backend, self.threads, self.tta, str(self.attributes),
+                   self.gender_model)
+            if key not in _PROCESS_RECOGNIZERS:
+                import cv2
+                import torch
 
-            from .recognizer import FaceEmotionRecognizer
+                from .recognizer import FaceEmotionRecognizer
 
-            torch.set_num_threads(self.threads)
-            cv2.setNumThreads(self.threads)
-            self._rec = FaceEmotionRecognizer(model=self.model, detector=self.detector, backend=self.backend,
-                                              threads=self.threads, tta=self.tta, attributes=self.attributes,
-                                              gender_model=self.gender_model)
+                torch.set_num_threads(self.threads)
+                cv2.setNumThreads(self.threads)
+                _PROCESS_RECOGNIZERS[key] = FaceEmotionRecognizer(
+                    model=self.model, detector=self.detector, backend=self.backend, threads=self.threads,
+                    tta=self.tta, attributes=self.attributes, gender_model=self.gender_model)
+            self._rec = _PROCESS_RECOGNIZERS[key]
         return self._rec
 
     @property
