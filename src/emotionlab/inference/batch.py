@@ -213,7 +213,9 @@ def predict_local(items: Iterable[Item], workers: int = 1, chunk: int = 64, prog
                   **predictor_kw) -> Any:
     """Rows for every item as a pandas DataFrame, over ``workers`` processes (each builds the model once).
 
-    ``progress(n_items_done)`` is called after each chunk."""
+    ``progress(n_items_done)`` is called after each chunk. Workers are spawned (not forked: torch and ONNX
+    Runtime thread pools do not survive a fork), so a script that calls this with ``workers > 1`` needs the
+    usual ``if __name__ == "__main__":`` guard."""
 
     items = list(items)
     pred = BatchPredictor(**predictor_kw)
