@@ -163,6 +163,16 @@ def test_spark_mapinpandas_on_binaryfile(model_dir, inputs, tmp_path):
     assert got["n_faces"].tolist() == want["n_faces"].tolist()
 
 
+def test_batch_cli_dask_engine(model_dir, inputs, tmp_path):
+    pytest.importorskip("distributed")
+    out = tmp_path / "rows.jsonl"
+    r = runner.invoke(app, ["batch", *inputs, "--out", str(out), "--model", str(model_dir), "--engine", "dask",
+                            "--workers", "2", "--partitions", "3"])
+    assert r.exit_code == 1, r.output
+    df = pd.read_json(out, lines=True, dtype={"error": object})
+    _check_rows(df.astype({c: "Int64" for c in ("face", "x", "y", "w", "h", "n_faces")}), inputs)
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
 def test_batch_cli_writes_every_row_and_fails_on_bad_files(model_dir, inputs, tmp_path, suffix):
     if suffix == ".parquet":

@@ -178,9 +178,10 @@ def batch(
     out: Path = typer.Option(..., "--out", "-o", help="Rows: .csv, .parquet or .jsonl (Spark: a folder of "
                                                       ".csv / .parquet parts)."),
     engine: str = typer.Option("local", help="local (processes on this machine) | dask | spark"),
-    workers: int = typer.Option(1, help="local: worker processes (each builds the model once)."),
-    scheduler: str | None = typer.Option(None, help="dask: a distributed scheduler address "
-                                                       "(tcp://host:8786); default: local processes."),
+    workers: int = typer.Option(1, help="local, or dask without --scheduler: worker processes on this machine "
+                                        "(each builds the model once)."),
+    scheduler: str | None = typer.Option(None, help="dask: the address of a running cluster's scheduler "
+                                                    "(tcp://host:8786)."),
     partitions: int | None = typer.Option(None, help="dask / spark: number of partitions."),
     model: str = typer.Option("default", "--model", "-m", help="Shipped model, alias or run directory."),
     detector: str = typer.Option("auto", help="auto | blazeface_short | blazeface_full | haar | none"),
@@ -231,18 +232,21 @@ def batch(
     if engine == "dask":
         from ..inference.batch import predict_dask
 
-        client = None
+        client = cluster = None
         try:
-            if scheduler:
-                from distributed import Client
+            from distributed import Client, LocalCluster
 
-                client = Client(scheduler)
+            if scheduler is None:  # no cluster given: one of --workers processes on this machine
+                cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                       dashboard_address=None)
+            client = Client(scheduler or cluster)
             df = predict_dask(items, npartitions=partitions, client=client, **kw)
-        except ImportError as e:
-            fail(f"{e}")
+        except ImportError:
+            fail("the dask engine needs dask and distributed: pip install 'dask[distributed]'")
         finally:
-            if client is not None:
-                client.close()
+            for c in (client, cluster):
+                if c is not None:
+                    c.close()
     else:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
