@@ -251,6 +251,15 @@ def test_time_budget_plans_epochs_and_records_them(tiny_fer_csv, tmp_path):
     assert card["training"]["recipe"]["epochs"] == cfg["epochs"] == res["epochs_run"]
 
 
+def test_resume_takes_the_new_time_budget(tiny_fer_csv, tmp_path):
+    """--resume --time-budget B: B bounds this invocation (the saved run had none), as --epochs does."""
+    out = tmp_path / "run"
+    fit(tiny_cfg(tiny_fer_csv, epochs=1), out)
+    res = fit(tiny_cfg(tiny_fer_csv, epochs=400, time_budget=0.3), out, resume=True)
+    assert 2 <= res["epochs_run"] < 400
+    assert json.loads((out / "config.json").read_text())["time_budget"] == 0.3
+
+
 def test_time_budget_rejects_fixed_step_schedules(tiny_fer_csv, tmp_path):
     with pytest.raises(ValueError, match="time_budget"):
         fit(tiny_cfg(tiny_fer_csv, schedule="onecycle", time_budget=10), tmp_path / "run")

@@ -372,8 +372,9 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, console=Non
     out.mkdir(parents=True, exist_ok=True)
     if resume and (out / "config.json").exists() and (out / "last.json").exists():
         saved = json.loads((out / "config.json").read_text())
-        # The recipe comes from the run; how long and where to run it may change on resume.
-        saved.update(epochs=cfg.epochs, threads=cfg.threads, device=cfg.device)
+        # The recipe comes from the run; how long and where to run it may change on resume (the time budget
+        # is this invocation's wall clock, counted from the resumed epoch).
+        saved.update(epochs=cfg.epochs, time_budget=cfg.time_budget, threads=cfg.threads, device=cfg.device)
         cfg = TrainConfig.from_dict(saved)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
