@@ -146,8 +146,6 @@ def predict(
                 prog.advance(task)
                 continue
             try:
-                if not path.exists():
-                    raise DataError(path, "no such file")
                 img = load_image(path)
             except (DataError, ValueError) as e:
                 failures += 1

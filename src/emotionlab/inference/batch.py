@@ -139,8 +139,7 @@ class BatchPredictor:
     def rows(self, items: Iterable[Item]) -> list[dict[str, Any]]:
         """Rows for every item, in order; a bad item gives an ``error`` row and the others go on."""
         from ..data.errors import DataError
-        from ..data.folders import decode_image, read_image
-        from .recognizer import to_bgr8
+        from .recognizer import load_image
         from .video import VIDEO_EXTS
 
         rec, labels, glabels = self.recognizer, self.labels, self.gender_labels
@@ -159,12 +158,7 @@ class BatchPredictor:
                 if Path(name).suffix.lower() in VIDEO_EXTS:
                     raise DataError(name, "a video: `emotionlab predict` gives its per-frame timeline; batch "
                                           "reads images")
-                if data is None:
-                    if not Path(name).exists():
-                        raise DataError(name, "no such file")
-                    img = to_bgr8(read_image(name))
-                else:
-                    img = to_bgr8(decode_image(data, name))
+                img = load_image(name if data is None else data, name)
             except (DataError, ValueError) as e:
                 flush()  # keep rows in input order
                 out.extend(face_rows(name, [], labels, glabels, error=str(e)))
@@ -188,7 +182,7 @@ class BatchPredictor:
                 items = [(str(p), bytes(c) if c is not None else b"") for p, c in zip(df["path"], df["content"])]
             else:
                 items = [str(p) for p in df["path"]]
-            yield to_frame(self.rows(items), self.columns())
+            yield to_frame(self.rows(items), columns(self.labels, self.gender_labels))  # labels of the built model
 
 
 # ----------------------------------------------------------------------------------------------- engines

@@ -61,11 +61,19 @@ def to_bgr8(image: np.ndarray) -> np.ndarray:
     raise ValueError(f"image has shape {img.shape}; expected (H,W), (H,W,1), (H,W,3) BGR or (H,W,4) BGRA")
 
 
-def load_image(image_or_path) -> np.ndarray:
-    """A path (EXIF honoured, clear DataError on bad files) or an array -> 8-bit BGR."""
+def load_image(image_or_path, name: str | None = None) -> np.ndarray:
+    """A path (EXIF honoured, clear DataError on missing or bad files), encoded bytes (``name`` names them in
+    errors; Spark's ``binaryFile`` content) or an array -> 8-bit BGR."""
+    if isinstance(image_or_path, (bytes, bytearray, memoryview)):
+        from ..data.folders import decode_image
+
+        return to_bgr8(decode_image(image_or_path, name or "<bytes>"))
     if isinstance(image_or_path, (str, os.PathLike)):
+        from ..data.errors import DataError
         from ..data.folders import read_image
 
+        if not Path(image_or_path).exists():
+            raise DataError(image_or_path, "no such file")
         return to_bgr8(read_image(Path(image_or_path)))
     return to_bgr8(image_or_path)
 
