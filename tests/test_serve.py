@@ -490,6 +490,10 @@ def test_settings_validation_and_environment(monkeypatch):
     with pytest.raises(ValueError, match="unknown attribute"):
         ServeSettings(attributes=("emotion", "age"))
     assert ServeSettings(attributes="emotion,gender").attributes == ("emotion", "gender")
+    with pytest.raises(ValueError, match="tta must be one of none, flip, ten"):
+        ServeSettings(tta="five")
+    monkeypatch.setenv("EMOTIONLAB_SERVE_TTA", "ten")
+    assert settings_from_env().tta == "ten"
     monkeypatch.setenv("EMOTIONLAB_SERVE_MAX_BODY", "1234")
     monkeypatch.setenv("EMOTIONLAB_SERVE_PRELOAD", "yes")
     monkeypatch.setenv("EMOTIONLAB_SERVE_TEXT_MODELS", "default,carer")

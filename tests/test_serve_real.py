@@ -69,3 +69,20 @@ def test_real_gender_attribute_is_opt_in():
         assert abs(sum(face["gender"]["scores"].values()) - 1) < 1e-4
     with TestClient(create_app(workers=1)) as c:
         assert "gender" not in c.post("/v1/faces", files={"image": img}).json()["faces"][0]
+
+
+def test_real_tta_is_served_as_the_recognizer_computes_it():
+    reason = _real_face_available()
+    if reason:
+        pytest.skip(f"face pipeline or shipped default model not available: {reason}")
+    from emotionlab.inference import FaceEmotionRecognizer
+
+    photo = Path(__file__).resolve().parents[1] / "examples" / "grace_hopper.jpg"
+    img = ("g.jpg", photo.read_bytes(), "image/jpeg")
+    want = FaceEmotionRecognizer(tta="flip").predict(str(photo))[0].scores
+    plain = FaceEmotionRecognizer().predict(str(photo))[0].scores
+    assert max(abs(want[k] - plain[k]) for k in want) > 1e-4  # the flip view really changes the scores
+    with TestClient(create_app(workers=1, tta="flip")) as c:
+        got = c.post("/v1/faces", files={"image": img}).json()["faces"][0]["scores"]
+        assert c.get("/health").json()["tta"] == "flip"
+    assert max(abs(got[k] - want[k]) for k in want) < 1e-5

@@ -28,6 +28,8 @@ def serve(
     text_weight: float = typer.Option(0.5, help="Fusion weight of the text in /v1/analyze."),
     attributes: str = typer.Option("emotion", help="Per-face outputs: emotion, or emotion,gender to add apparent "
                                                    "gender (see the gender model card for its limits)."),
+    tta: str = typer.Option("none", "--tta", help="Test-time augmentation of the face classifier: none | flip "
+                                                  "(2x classify time) | ten (10x; 72.3 % vs 71.2 % for default)."),
     preload: bool = typer.Option(True, "--preload/--lazy", help="Load the models at start (fail fast)."),
     log_level: str = typer.Option("info", help="uvicorn log level."),
 ) -> None:
@@ -47,9 +49,10 @@ def serve(
                                  workers=workers, torch_threads=threads, max_body=int(max_body_mb * 1024 * 1024),
                                  max_pixels=max_pixels, timeout_s=timeout, face_weight=face_weight,
                                  text_weight=text_weight, preload=preload,
-                                 attributes=attributes)
+                                 attributes=attributes, tta=tta)
     except ValueError as e:
         fail(str(e))
     app = create_app(settings=settings)
-    console.print(f"emotionlab serving on http://{host}:{port}/  (docs at /docs, {workers} workers x {threads} threads)")
+    console.print(f"emotionlab serving on http://{host}:{port}/  (docs at /docs, {workers} workers x {threads} threads"
+                  + (f", tta {tta}" if tta != "none" else "") + ")")
     uvicorn.run(app, host=host, port=port, log_level=log_level, ws_max_size=settings.max_body + 1024)

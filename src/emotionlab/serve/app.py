@@ -68,11 +68,17 @@ class ServeSettings:
     preload: bool = False
     torch_threads: int | None = None
     attributes: tuple[str, ...] = ("emotion",)  # ("emotion", "gender") adds apparent gender: opt-in at start
+    tta: str = "none"  # test-time augmentation of the face classifier (none | flip | ten): chosen at start, the
+                       # cost (2x / 10x classification) is the operator's choice, not each client's
 
     def __post_init__(self) -> None:
         from ..inference.recognizer import parse_attributes
 
+        from ..inference.recognizer import TTA_MODES
+
         object.__setattr__(self, "attributes", parse_attributes(self.attributes))  # frozen dataclass
+        if self.tta not in TTA_MODES:
+            raise ValueError(f"serve setting tta must be one of {', '.join(TTA_MODES)}, got {self.tta!r}")
         for name in ("max_body", "max_pixels", "workers", "max_pending", "max_texts", "max_text_chars"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"serve setting {name} must be >= 1, got {getattr(self, name)}")
@@ -167,6 +173,7 @@ class FacePool:
             self._q.put(instance)
         self.model_name: str | None = getattr(instance, "model_name", None)
         self.labels: list[str] | None = list(instance.labels) if instance is not None else None
+        self.tta: str | None = getattr(instance, "tta", None)  # what the loaded recognizers really do
 
     def _make(self):
         if self.factory is None:
@@ -175,7 +182,7 @@ class FacePool:
             rec = self.factory()
         except (FileNotFoundError, ImportError, ValueError, KeyError) as e:
             raise ApiError(503, "model_unavailable", f"face model could not be loaded: {e}") from e
-        self.model_name, self.labels = rec.model_name, list(rec.labels)
+        self.model_name, self.labels, self.tta = rec.model_name, list(rec.labels), getattr(rec, "tta", None)
         return rec
 
     def run(self, fn: Callable[[Any], Any]):
@@ -360,7 +367,7 @@ def create_app(face_recognizer: Any = None, text_model: Any = None, settings: Se
             from ..inference import FaceEmotionRecognizer
 
             return FaceEmotionRecognizer(model=s.face_model, detector=s.detector, device=s.device, backend=s.backend,
-                                         attributes=s.attributes)
+                                         attributes=s.attributes, tta=s.tta)
 
     faces = FacePool(s.workers, factory=face_factory, instance=face_recognizer)
     texts = TextModels(s, instance=text_model, loader=text_loader)
@@ -512,7 +519,9 @@ def create_app(face_recognizer: Any = None, text_model: Any = None, settings: Se
     @app.get("/health", summary="Liveness and what is loaded")
     async def health():
         return {"status": "ok", "version": __version__, "face_model": faces.model_name or s.face_model,
-                "face_labels": faces.labels, "attributes": list(s.attributes), "text_model": s.text_model, "text_models": list(texts.allowed),
+                "face_labels": faces.labels, "attributes": list(s.attributes),
+                "tta": faces.tta or s.tta,
+                "text_model": s.text_model, "text_models": list(texts.allowed),
                 "shared_labels": list(SHARED_LABELS), "workers": s.workers, "pending": state["pending"],
                 "served": state["served"], "uptime_s": round(time.time() - state["started"], 1),
                 "limits": {"max_body": s.max_body, "max_pixels": s.max_pixels, "max_texts": s.max_texts,
