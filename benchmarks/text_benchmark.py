@@ -32,6 +32,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
+from emotionlab.data.paths import default_data_root  # noqa: E402
 from emotionlab.models.hub import MAX_SHIPPED_FILE_BYTES as MAX_SHIP_BYTES  # noqa: E402
 
 #: array bytes a shipped text model may hold: the file limit less room for the safetensors header
@@ -84,7 +85,7 @@ CONTINUE_GRIDS = {
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default=os.environ.get("EMOTIONLAB_DATA", str(REPO.parent / "shared" / "data")))
+    ap.add_argument("--data", default=str(default_data_root()), help="data root ($EMOTIONLAB_DATA or ../shared/data)")
     ap.add_argument("--datasets", default="tweeteval,carer,crowdflower,goemotions")
     ap.add_argument("--models", default="naive_bayes,tfidf_lr,embed_lr,embed_mlp,ensemble")
     ap.add_argument("--markdown", default=str(REPO / "docs" / "results_text.md"))

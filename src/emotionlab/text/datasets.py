@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.errors import DataError
+from ..data.paths import default_data_root
 
 DATASETS = ("tweeteval", "carer", "goemotions", "goemotions_ekman", "crowdflower", "crowdflower13")
 
@@ -78,7 +79,7 @@ def _read_lines(path: Path) -> list[str]:
 
 def resolve_dir(name: str, data: str | os.PathLike | None) -> Path:
     """Accept the dataset folder itself, the ``text`` root, or the shared ``data`` root."""
-    base = Path(data) if data is not None else Path(os.environ.get("EMOTIONLAB_DATA", "../shared/data"))
+    base = Path(data) if data is not None else default_data_root()
     sub = _SUBDIR[name]
     marker = {"tweeteval": "train_text.txt", "carer": "train.txt", "goemotions": "train.tsv",
               "crowdflower": "tweet_emotions.csv"}[name.replace("_ekman", "").replace("13", "")]
