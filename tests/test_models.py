@@ -1,6 +1,8 @@
 """Model registry and zoo: names, shapes, parameter budgets from the issue, FLOP counting."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -107,3 +109,23 @@ def test_alexnet_small_signal_survives_initialization():
     with torch.no_grad():
         z = m(torch.randn(16, 1, 48, 48))
     assert z.std(0).mean().item() > 0.05
+
+
+def test_cli_models_list_filters_shipped_models_and_never_cuts_names():
+    from typer.testing import CliRunner
+
+    from emotionlab.cli import app
+    from emotionlab.models.hub import aliases, shipped_models
+
+    if "default" not in aliases() or aliases()["default"] not in shipped_models():
+        pytest.skip("no shipped default model in this checkout")
+    runner = CliRunner()
+    rows = json.loads(runner.invoke(app, ["models", "list", "default", "--json"]).stdout)
+    assert [(r["name"], r["kind"]) for r in rows] == [(aliases()["default"], "shipped (default)")]
+    xc = json.loads(runner.invoke(app, ["models", "list", "*xception*", "--json"]).stdout)
+    assert [r["name"] for r in xc] == ["mini_xception"]  # shipped models that do not match are left out
+    longest = max(shipped_models(), key=len)
+    table = runner.invoke(app, ["models", "list"], env={"COLUMNS": "80"}, terminal_width=80).output
+    assert longest in table
+    bad = runner.invoke(app, ["models", "list", "zzz*"])
+    assert bad.exit_code == 2 and "no architecture or shipped model matches 'zzz*'" in bad.output

@@ -1,6 +1,7 @@
 """Model zoo, training and evaluation commands."""
 from __future__ import annotations
 
+import fnmatch
 import json
 from pathlib import Path
 from typing import Optional
@@ -26,6 +27,7 @@ def register(app: typer.Typer) -> None:
 def models_list(pattern: str = typer.Argument("*", help="Shell-style filter, e.g. '*xception*'."),
                 json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
     """Architectures with parameters, input size and MFLOPs; shipped models marked default / fast."""
+    from rich import box
     from rich.table import Table
 
     from ..models import count_mflops, count_params, create_model, get_entry, list_models
@@ -39,8 +41,10 @@ def models_list(pattern: str = typer.Argument("*", help="Shell-style filter, e.g
                      "mflops": round(count_mflops(m, e.default_size), 1), "description": e.description})
     al = aliases()
     for name, cpath in shipped_models().items():
-        card = json.loads(cpath.read_text())
         tags = [a for a, t in al.items() if t == name]
+        if not any(fnmatch.fnmatch(n, pattern) for n in (name, *tags)):  # 'default' finds the default model
+            continue
+        card = json.loads(cpath.read_text())
         acc = card.get("metrics", {}).get("PrivateTest", {}).get("accuracy")
         desc = f"{card['arch']}; PrivateTest acc {acc:.4f}" if acc else card["arch"]
         if card.get("onnx_graph"):
@@ -55,12 +59,18 @@ def models_list(pattern: str = typer.Argument("*", help="Shell-style filter, e.g
     if json_out:
         print_json(rows)
         return
-    t = Table(title="emotionlab models")
-    for col in ("name", "kind", "params", "in_size", "MFLOPs", "description"):
-        t.add_column(col, justify="right" if col in ("params", "in_size", "MFLOPs") else "left")
-    for r in rows:
-        t.add_row(r["name"], r["kind"], f"{r['params']:,}" if r["params"] else "", str(r["in_size"]),
-                  str(r["mflops"]), r["description"])
+    if not rows:
+        fail(f"no architecture or shipped model matches {pattern!r}; `emotionlab models list` shows them all")
+    t = Table(title="emotionlab models", box=box.SIMPLE_HEAD, pad_edge=False)
+    # names are what users copy into --model: never cut them (on a narrow terminal the description wraps)
+    t.add_column("name", no_wrap=True, min_width=max((len(r["name"]) for r in rows), default=4))
+    t.add_column("kind", no_wrap=True, min_width=max((len(r["kind"]) for r in rows), default=4))
+    for col in ("params", "px", "MFLOPs"):
+        t.add_column(col, justify="right", no_wrap=True)
+    t.add_column("description", min_width=16)
+    for r in rows:  # exact parameter counts and FLOPs are in --json
+        t.add_row(r["name"], r["kind"], f"{r['params'] / 1e6:.2f}M" if r["params"] else "", str(r["in_size"]),
+                  f"{r['mflops']:.1f}" if r["mflops"] is not None else "", r["description"])
     console.print(t)
 
 
