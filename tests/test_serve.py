@@ -521,3 +521,39 @@ def test_cli_serve_unknown_model_fails_before_starting():
 
     r = CliRunner().invoke(app, ["serve", "--model", "no_such_model", "--port", "1"])
     assert isinstance(r.exception, FileNotFoundError) and "no_such_model" in str(r.exception)
+
+
+# ------------------------------------------------------------------ /v1/faces/batch
+def test_faces_batch_keeps_order_and_answers_around_bad_images(client, face):
+    files = [("images", ("a.jpg", jpeg(value=220), "image/jpeg")), ("images", ("b.txt", b"not an image", "text/plain")),
+             ("images", ("c.png", png(value=30), "image/png")), ("images", ("tiny.png", png(w=10, h=10), "image/png"))]
+    r = client.post("/v1/faces/batch", files=files)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["n_images"], body["n_faces"], body["n_errors"], body["model"]) == (4, 2, 1, "fake-face")
+    a, b, c, tiny = body["results"]
+    assert [x["index"] for x in body["results"]] == [0, 1, 2, 3]
+    assert (a["filename"], a["faces"][0]["label"], a["image"]) == ("a.jpg", "happy", {"width": 64, "height": 48})
+    assert (b["filename"], b["error"]) == ("b.txt", "unsupported_media_type") and "images[1] (b.txt)" in b["detail"]
+    assert "faces" not in b
+    assert c["faces"][0]["label"] == "sad" and tiny["faces"] == []
+    assert face.calls == 3  # the undecodable part never reached the model
+    one = client.post("/v1/faces", files={"image": ("a.jpg", jpeg(value=220), "image/jpeg")}).json()
+    assert a["faces"] == one["faces"]  # the same answer as the single-image route
+
+
+def test_faces_batch_errors_and_limits(face):
+    with TestClient(create_app(face, FakeText(), max_images=2)) as c:
+        assert_error(c.post("/v1/faces/batch", content=jpeg(), headers={"content-type": "image/jpeg"}), 415,
+                     "unsupported_media_type")
+        assert_error(c.post("/v1/faces/batch", data={"text": "no files"}), 415, "unsupported_media_type")
+        assert_error(c.post("/v1/faces/batch", files={"text": (None, "a field, no file")}), 422, "missing_image")
+        assert_error(c.post("/v1/faces/batch", files=[("images", (f"{i}.jpg", jpeg(), "image/jpeg"))
+                                                      for i in range(3)]), 413, "too_many_images")
+        assert_error(c.post("/v1/faces/batch", files=[("images", (f"{i}.jpg", jpeg(), "image/jpeg"))
+                                                      for i in range(5)]), 413, "too_many_images")
+        ok = c.post("/v1/faces/batch", files=[("images", (f"{i}.jpg", jpeg(), "image/jpeg")) for i in range(2)])
+        assert ok.status_code == 200 and ok.json()["n_faces"] == 2
+        assert c.get("/health").json()["limits"]["max_images"] == 2
+        bad = c.post("/v1/faces/batch", files=[("images", ("e.jpg", jpeg(w=ERROR_WIDTH), "image/jpeg"))])
+        assert_error(bad, 500, "inference_failed")

@@ -86,3 +86,21 @@ def test_real_tta_is_served_as_the_recognizer_computes_it():
         got = c.post("/v1/faces", files={"image": img}).json()["faces"][0]["scores"]
         assert c.get("/health").json()["tta"] == "flip"
     assert max(abs(got[k] - want[k]) for k in want) < 1e-5
+
+
+def test_real_batch_route_matches_the_recognizer():
+    reason = _real_face_available()
+    if reason:
+        pytest.skip(f"face pipeline or shipped default model not available: {reason}")
+    from emotionlab.inference import FaceEmotionRecognizer
+
+    ex = Path(__file__).resolve().parents[1] / "examples"
+    paths = [ex / "grace_hopper.jpg", ex / "group_collage.jpg"]
+    want = FaceEmotionRecognizer().predict_batch([str(p) for p in paths])
+    with TestClient(create_app(workers=1)) as c:
+        body = c.post("/v1/faces/batch", files=[("images", (p.name, p.read_bytes(), "image/jpeg")) for p in paths]).json()
+    assert [len(r["faces"]) for r in body["results"]] == [len(w) for w in want] and body["n_faces"] > 2
+    for r, w in zip(body["results"], want):
+        for got, f in zip(r["faces"], w):
+            assert got["box"] == list(f.box) and got["label"] == f.label
+            assert max(abs(got["scores"][k] - f.scores[k]) for k in f.scores) < 1e-5

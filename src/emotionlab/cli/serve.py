@@ -23,6 +23,7 @@ def serve(
     threads: int = typer.Option(0, help="torch intra-op threads; 0 = CPU cores / workers."),
     max_body_mb: float = typer.Option(10.0, "--max-body-mb", help="Largest request body / stream frame in MB."),
     max_pixels: int = typer.Option(40_000_000, help="Largest image (width x height) accepted."),
+    max_images: int = typer.Option(32, help="Most images in one /v1/faces/batch request."),
     timeout: float = typer.Option(30.0, help="Seconds one inference may take before a 504."),
     face_weight: float = typer.Option(0.5, help="Fusion weight of the face in /v1/analyze."),
     text_weight: float = typer.Option(0.5, help="Fusion weight of the text in /v1/analyze."),
@@ -33,7 +34,8 @@ def serve(
     preload: bool = typer.Option(True, "--preload/--lazy", help="Load the models at start (fail fast)."),
     log_level: str = typer.Option("info", help="uvicorn log level."),
 ) -> None:
-    """Serve the REST API (/v1/faces, /v1/text, /v1/analyze, WS /v1/stream), the demo page (/) and docs (/docs)."""
+    """Serve the REST API (/v1/faces, /v1/faces/batch, /v1/text, /v1/analyze, WS /v1/stream), the demo page (/)
+    and docs (/docs)."""
     import uvicorn
 
     from ..serve.app import ServeSettings, create_app
@@ -47,7 +49,7 @@ def serve(
     try:
         settings = ServeSettings(face_model=model, text_model=text_model, detector=detector, backend=backend,
                                  workers=workers, torch_threads=threads, max_body=int(max_body_mb * 1024 * 1024),
-                                 max_pixels=max_pixels, timeout_s=timeout, face_weight=face_weight,
+                                 max_pixels=max_pixels, max_images=max_images, timeout_s=timeout, face_weight=face_weight,
                                  text_weight=text_weight, preload=preload,
                                  attributes=attributes, tta=tta)
     except ValueError as e:

@@ -63,6 +63,7 @@ class ServeSettings:
     face_weight: float = 0.5
     text_weight: float = 0.5
     max_texts: int = 64
+    max_images: int = 32  # file parts of one /v1/faces/batch request (the body limit still holds for all of them)
     max_text_chars: int = 5000
     text_models: tuple[str, ...] = SHIPPED_TEXT_MODELS
     preload: bool = False
@@ -79,7 +80,8 @@ class ServeSettings:
         object.__setattr__(self, "attributes", parse_attributes(self.attributes))  # frozen dataclass
         if self.tta not in TTA_MODES:
             raise ValueError(f"serve setting tta must be one of {', '.join(TTA_MODES)}, got {self.tta!r}")
-        for name in ("max_body", "max_pixels", "workers", "max_pending", "max_texts", "max_text_chars"):
+        for name in ("max_body", "max_pixels", "workers", "max_pending", "max_texts", "max_text_chars",
+                     "max_images"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"serve setting {name} must be >= 1, got {getattr(self, name)}")
         if not self.timeout_s > 0:
@@ -289,6 +291,9 @@ _IMAGE_BODY = {"requestBody": {"required": True, "content": {
     "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
     "image/png": {"schema": {"type": "string", "format": "binary"}},
     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}
+_BATCH_BODY = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": {"type": "object", "properties": {
+        "images": {"type": "array", "items": {"type": "string", "format": "binary"}}}}}}}}
 _ANALYZE_BODY = {"requestBody": {"required": True, "content": {
     "multipart/form-data": {"schema": {"type": "object", "properties": {
         "image": {"type": "string", "format": "binary"},
@@ -466,6 +471,53 @@ def create_app(face_recognizer: Any = None, text_model: Any = None, settings: Se
             return None, {k: v for k, v in form.items() if isinstance(v, str)}
         return await request.body(), {}
 
+    async def read_uploads(request: Request) -> list[tuple[str, bytes]]:
+        """Every file part of a multipart body, in order, as (file name, bytes)."""
+        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+            raise ApiError(415, "unsupported_media_type", "send the images as multipart/form-data file parts "
+                                                         "(repeat the field 'images')")
+        too_many = ApiError(413, "too_many_images", f"more than {s.max_images} images in one request; split the "
+                                                   "batch")
+        try:
+            form = await request.form(max_files=s.max_images, max_part_size=s.max_body)
+        except StarletteHTTPException as e:  # the parser stops at the limit instead of reading every part
+            if "too many files" in str(e.detail).lower():
+                raise too_many from None
+            raise
+        try:
+            ups = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
+            return [(u.filename or f"images[{i}]", await u.read()) for i, u in enumerate(ups)]
+        finally:
+            await form.close()
+
+    def detect_many(parts: list[tuple[str, bytes]], debug: bool) -> dict:
+        """Decode every part (a bad one is an item error), then classify all faces of all images at once."""
+        items: list[dict] = []
+        good: list[tuple[dict, Any]] = []
+        for i, (name, data) in enumerate(parts):
+            item = {"index": i, "filename": name}
+            try:
+                img = decode_image(data, s.max_pixels, f"images[{i}] ({name})")
+            except ImageInputError as e:
+                item.update(error=e.error, detail=e.detail)
+            else:
+                item["image"] = {"width": int(img.shape[1]), "height": int(img.shape[0])}
+                good.append((item, img))
+            items.append(item)
+
+        def call(rec):
+            imgs = [img for _, img in good]
+            many = getattr(rec, "predict_images", None)  # the real recognizer batches every face in one call
+            found = many(imgs) if many is not None else [rec.predict(img) for img in imgs]
+            return rec.model_name, found
+
+        model, found = faces.run(call) if good else (faces.model_name or s.face_model, [])
+        for (item, _), fs in zip(good, found):
+            item["faces"] = [face_json(f, debug) for f in fs]
+        return {"results": items, "model": model, "n_images": len(items),
+                "n_faces": sum(len(it.get("faces", ())) for it in items),
+                "n_errors": sum("error" in it for it in items)}
+
     def detect(data: bytes, debug: bool, source: str) -> dict:
         img = decode_image(data, s.max_pixels, source)
 
@@ -525,7 +577,8 @@ def create_app(face_recognizer: Any = None, text_model: Any = None, settings: Se
                 "shared_labels": list(SHARED_LABELS), "workers": s.workers, "pending": state["pending"],
                 "served": state["served"], "uptime_s": round(time.time() - state["started"], 1),
                 "limits": {"max_body": s.max_body, "max_pixels": s.max_pixels, "max_texts": s.max_texts,
-                           "max_text_chars": s.max_text_chars, "timeout_s": s.timeout_s}}
+                           "max_text_chars": s.max_text_chars, "max_images": s.max_images,
+                           "timeout_s": s.timeout_s}}
 
     @app.post("/v1/faces", summary="Faces and their emotions in one image", openapi_extra=_IMAGE_BODY,
               responses=_ERRORS)
@@ -536,6 +589,19 @@ def create_app(face_recognizer: Any = None, text_model: Any = None, settings: Se
         if data is None:
             raise ApiError(422, "missing_image", "multipart body has no file part; send the image as field 'image'")
         out = await offload(detect, data, debug, "image")
+        out["took_ms"] = round((time.perf_counter() - t0) * 1000, 2)
+        return out
+
+    @app.post("/v1/faces/batch", summary="Faces and their emotions in several images (one model call)",
+              openapi_extra=_BATCH_BODY, responses=_ERRORS)
+    async def v1_faces_batch(request: Request, debug: bool = Query(False, description="Include the crops (PNG)")):
+        """Send the images as repeated multipart file parts (field ``images``). A bad image is an error item
+        (``{index, filename, error, detail}``) and the others are still answered; results keep the order sent."""
+        t0 = time.perf_counter()
+        parts = await read_uploads(request)
+        if not parts:
+            raise ApiError(422, "missing_image", "multipart body has no file part; send the images as field 'images'")
+        out = await offload(detect_many, parts, debug)
         out["took_ms"] = round((time.perf_counter() - t0) * 1000, 2)
         return out
 
