@@ -25,10 +25,15 @@ def _real_face_available() -> str | None:
     return None
 
 
-def test_real_models_end_to_end():
+@pytest.fixture
+def real() -> None:
+    """Skip while the face pipeline or the shipped default model is absent."""
     reason = _real_face_available()
     if reason:
         pytest.skip(f"face pipeline or shipped default model not available: {reason}")
+
+
+def test_real_models_end_to_end(real):
     photo = Path(__file__).resolve().parents[1] / "examples" / "grace_hopper.jpg"
     if not photo.exists():
         pytest.skip("examples/grace_hopper.jpg missing")
@@ -55,10 +60,7 @@ def test_real_models_end_to_end():
         assert abs(sum(a.json()["fused"]["scores"].values()) - 1) < 1e-6
 
 
-def test_real_gender_attribute_is_opt_in():
-    reason = _real_face_available()
-    if reason:
-        pytest.skip(f"face pipeline or shipped default model not available: {reason}")
+def test_real_gender_attribute_is_opt_in(real):
     photo = Path(__file__).resolve().parents[1] / "examples" / "grace_hopper.jpg"
     img = ("g.jpg", photo.read_bytes(), "image/jpeg")
     with TestClient(create_app(workers=1, attributes=("emotion", "gender"))) as c:
@@ -71,10 +73,7 @@ def test_real_gender_attribute_is_opt_in():
         assert "gender" not in c.post("/v1/faces", files={"image": img}).json()["faces"][0]
 
 
-def test_real_tta_is_served_as_the_recognizer_computes_it():
-    reason = _real_face_available()
-    if reason:
-        pytest.skip(f"face pipeline or shipped default model not available: {reason}")
+def test_real_tta_is_served_as_the_recognizer_computes_it(real):
     from emotionlab.inference import FaceEmotionRecognizer
 
     photo = Path(__file__).resolve().parents[1] / "examples" / "grace_hopper.jpg"
@@ -88,10 +87,7 @@ def test_real_tta_is_served_as_the_recognizer_computes_it():
     assert max(abs(got[k] - want[k]) for k in want) < 1e-5
 
 
-def test_real_batch_route_matches_the_recognizer():
-    reason = _real_face_available()
-    if reason:
-        pytest.skip(f"face pipeline or shipped default model not available: {reason}")
+def test_real_batch_route_matches_the_recognizer(real):
     from emotionlab.inference import FaceEmotionRecognizer
 
     ex = Path(__file__).resolve().parents[1] / "examples"
