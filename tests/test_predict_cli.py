@@ -64,6 +64,16 @@ def test_predict_table_and_annotated_images(model_dir, tmp_path):
     assert img is not None and img.shape == (512, 512, 3)
 
 
+def test_predict_prints_file_names_with_brackets_as_they_are(model_dir, tmp_path):
+    import shutil
+
+    photo = tmp_path / "IMG [min, max].jpg"
+    shutil.copy(EXAMPLES / "astronaut.jpg", photo)
+    r = runner.invoke(app, ["predict", str(photo), str(tmp_path / "gone [red]x.jpg"), "--model", str(model_dir)])
+    assert "IMG [min, max].jpg" in r.stdout and "178, 81, 94, 94" in r.stdout
+    assert "gone [red]x.jpg: no such file" in " ".join(r.output.split())  # not 'gone x.jpg' (lines may wrap)
+
+
 def test_predict_video(model_dir, tmp_path):
     vid = tmp_path / "clip.mp4"
     _write_video(vid, _two_face_frames(cv2.imread(str(EXAMPLES / "astronaut.jpg")), 6))

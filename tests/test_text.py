@@ -389,6 +389,12 @@ def test_cli_text_table_and_json(saved_model):
     assert r.exit_code == 0 and "sadness" in r.stdout
 
 
+def test_cli_text_with_brackets_is_printed_as_text_not_markup(saved_model):
+    r = _run(["text", "I [/love] this [bold] so happy", "--model", str(saved_model)])
+    assert r.exit_code == 0, r.output  # '[/love]' used to raise rich's MarkupError
+    assert "I [/love] this [bold] so happy" in r.stdout
+
+
 def test_huge_text_is_truncated_not_a_crash(saved_model):
     clf = TextEmotionClassifier.load(saved_model)
     huge = "so happy and wonderful " * 50_000  # about 1 MB

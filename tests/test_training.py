@@ -154,6 +154,35 @@ def test_config_rejects_unknown_keys(tmp_path):
         TrainConfig.from_yaml(p)
 
 
+def test_config_values_are_type_checked_before_any_data_is_read(tmp_path, tiny_fer_csv, capsys):
+    p = tmp_path / "c.yaml"
+    p.write_text("model: simple_cnn\nlr: 1e-3\nepochs: '3'\naugment:\n  rotate: 10\n  scale: [1, 1.2]\n")
+    cfg = TrainConfig.from_yaml(p)  # YAML reads 1e-3 as a string; numbers given as strings are numbers
+    assert (cfg.lr, cfg.epochs, cfg.augment.rotate, cfg.augment.scale) == (0.001, 3, 10.0, (1.0, 1.2))
+    assert isinstance(cfg.lr, float) and isinstance(cfg.epochs, int)
+    for text, msg in [("lr: fast", r"lr is 'fast' \(str\); expected float"),
+                      ("epochs: yes", r"epochs is True \(bool\); expected int"),
+                      ("epochs: 2.5", r"epochs is 2.5 \(float\); expected int"),
+                      ("schedule: cosin", "unknown schedule 'cosin'; use cosine"),
+                      ("optimizer: adm", "unknown optimizer 'adm'"),
+                      ("augment:\n  scale: 1.1", r"augment.scale is 1.1; expected \[min, max\]"),
+                      ("augment:\n  flip: maybe", r"augment: flip is 'maybe' \(str\); expected float")]:
+        p.write_text(f"model: simple_cnn\n{text}\n")
+        with pytest.raises(ValueError, match=msg):
+            TrainConfig.from_yaml(p)
+    from emotionlab.cli import main
+
+    p.write_text("model: simple_cnn\nlr: fast\n")
+    with pytest.raises(SystemExit) as ex:  # the config is checked first: not a complaint about the missing data
+        main(["train", "--config", str(p), "--data", str(tmp_path / "missing.csv")])
+    out = " ".join(capsys.readouterr().err.split())
+    assert ex.value.code == 2 and "lr is 'fast'" in out and "missing.csv" not in out
+    p.write_text("model: simple_cnn\naugment:\n  scale: 1.1\n")
+    with pytest.raises(SystemExit):
+        main(["train", "--config", str(p), "--data", str(tiny_fer_csv)])
+    assert "expected [min, max], e.g. [0.9, 1.1]" in " ".join(capsys.readouterr().err.split())  # not markup
+
+
 def test_cv_reports_mean_and_std(tiny_fer_csv, tmp_path):
     from emotionlab.training.studies import cross_validate
 

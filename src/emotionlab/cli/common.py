@@ -11,7 +11,11 @@ console = Console(stderr=True)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    """Print one error line and exit. The message is plain text: brackets in it (``images[1]``, ``[min, max]``,
+    key lists) are printed as they are, not read as Rich markup."""
+    from rich.markup import escape
+
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise SystemExit(code)
 
 

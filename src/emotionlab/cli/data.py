@@ -14,6 +14,7 @@ from typing import Optional
 
 import numpy as np
 import typer
+from rich.markup import escape
 
 from .common import console, fail, print_json
 
@@ -57,11 +58,11 @@ def _load(path: Path, labels: str = "fer7", skip_bad: bool = False, ignore_unkno
           size: int = 48):
     from ..data.loader import load_dataset
 
-    with console.status(f"loading {path} (the first load of a big CSV parses it once, then it is cached)"):
+    with console.status(f"loading {escape(str(path))} (the first load of a big CSV parses it once, then it is cached)"):
         ds = load_dataset(path, size=size, label_set=labels, skip_bad=skip_bad, ignore_unknown=ignore_unknown)
     if ds.skipped:
         console.print(f"[yellow]skipped {ds.skipped} bad row(s)/image(s)[/]; first: "
-                      + "; ".join(ds.extra.get("bad_examples", [])[:3]), highlight=False)
+                      + escape("; ".join(ds.extra.get("bad_examples", [])[:3])), highlight=False)
     return ds
 
 
@@ -91,7 +92,7 @@ def stats(
     from rich.table import Table
 
     classes = list(st["total"]["per_class"])
-    t = Table(title=f"{path} ({st['total']['n']:,} images, label set {st['label_set']})")
+    t = Table(title=f"{escape(str(path))} ({st['total']['n']:,} images, label set {st['label_set']})")
     t.add_column("split")
     t.add_column("n", justify="right")
     for c in classes:
@@ -160,7 +161,7 @@ def _write_clean(ds, keep: np.ndarray, out: Path) -> dict:
     from ..data.fer2013 import write_fer_csv
 
     sub = ds.subset(np.flatnonzero(keep))
-    with console.status(f"writing the cleaned copy to {out}"):
+    with console.status(f"writing the cleaned copy to {escape(str(out))}"):
         if out.name.endswith(".csv") or out.name.endswith(".csv.gz"):
             out.parent.mkdir(parents=True, exist_ok=True)
             has_usage = not all(u in ("Unspecified", "all") for u in sub.usage.tolist())
@@ -275,7 +276,7 @@ def frames(
             rep = extract_frames(videos_dir, out, every=every, fps=fps, pattern=pattern, size=size,
                                  label_set=labels, ignore_unknown=ignore_unknown, progress=adv)
     for s in rep.skipped_videos:
-        console.print(f"[yellow]skipped[/] {s}", highlight=False)
+        console.print(f"[yellow]skipped[/] {escape(str(s))}", highlight=False)
     console.print(f"{rep.frames:,} frames from {rep.videos} videos: {rep.per_class}; manifest {rep.manifest}")
 
 
@@ -300,7 +301,7 @@ def relabel(
         ds = _load(path, skip_bad=skip_bad)
         ch = read_changes(changes, ds.label_set)
         new, prev, reasons = apply_changes(ds, ch, changes)
-        with console.status(f"writing {out}"):
+        with console.status(f"writing {escape(str(out))}"):
             write_relabelled_csv(out, ds, new, prev, reasons)
     console.print(f"{int((prev >= 0).sum()):,} label(s) changed ({len(ch)} listed); wrote {out}")
     if ds.skipped:

@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from .common import console, fail, print_json
 
@@ -68,10 +69,10 @@ def explain_cmd(
         print_json(rows)
     for r in rows:
         if r["face"] < 0:
-            console.print(f"{r['image']}: no face found")
+            console.print(f"{escape(str(r['image']))}: no face found")
         else:
-            console.print(f"{r['image']} face {r['face']}: {r['method']} for {r['target']} "
-                          f"(predicted {r['predicted']} {r['scores'][r['predicted']]:.2f}) -> {r['file']}",
+            console.print(escape(f"{r['image']} face {r['face']}: {r['method']} for {r['target']} "
+                                 f"(predicted {r['predicted']} {r['scores'][r['predicted']]:.2f}) -> {r['file']}"),
                           highlight=False)
     console.print(f"{sum(r['face'] >= 0 for r in rows)} overlays in {out} (index: {out / 'explanations.json'})")
 

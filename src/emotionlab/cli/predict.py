@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from .common import console, fail, print_json
 
@@ -40,7 +41,7 @@ def _recognizer(model: str, detector: str, device: str, backend: str, threads: i
                                     threads=threads, attributes=attributes, gender_model=gender_model, tta=tta)
     except FileNotFoundError as e:
         fail(f"{e}\n(no usable emotion model: pass --model RUN_DIR of a trained run, or ship one as 'default')")
-    console.print(f"[bold]using[/] {rec.describe()}", highlight=False)
+    console.print(f"[bold]using[/] {escape(rec.describe())}", highlight=False)
     if getattr(rec, "backend_error", None):
         console.print(f"[yellow]ONNX Runtime unavailable, using PyTorch:[/] {rec.backend_error}", highlight=False)
     return rec
@@ -149,7 +150,7 @@ def predict(
                 img = load_image(path)
             except (DataError, ValueError) as e:
                 failures += 1
-                console.print(f"[red]failed[/] {e}", highlight=False)
+                console.print(f"[red]failed[/] {escape(str(e))}", highlight=False)
                 emit({"path": str(path), "error": str(e), "faces": []})
                 prog.advance(task)
                 continue
@@ -314,7 +315,7 @@ def _predict_video(rec, path: Path, rel: Path, out: Path | None, stride: int, sm
     try:
         res = process_video(rec, path, vout, stride=stride, smoothing=smoothing)
     except DataError as e:
-        console.print(f"[red]failed[/] {e}", highlight=False)
+        console.print(f"[red]failed[/] {escape(str(e))}", highlight=False)
         return {"path": str(path), "error": str(e), "faces": []}
     if vout is not None and timeline == "parquet" and res.rows:
         try:
@@ -337,7 +338,7 @@ def _predict_video(rec, path: Path, rel: Path, out: Path | None, stride: int, sm
          "outputs": res.outputs}
     if res.error:
         d["error"] = res.error
-        console.print(f"[red]failed[/] {res.error}", highlight=False)
+        console.print(f"[red]failed[/] {escape(res.error)}", highlight=False)
     return d
 
 
@@ -366,14 +367,15 @@ def _print_table(results: list[dict], gender: bool = False) -> None:
         t.add_column(col)
     pad = [""] * (len(cols) - 2)
     for r in results:
+        name = escape(str(r["path"]))  # file names are text, not markup: 'IMG [copy].jpg' stays as it is
         if r.get("error") and not r["faces"]:
-            t.add_row(r["path"], "[red]error[/]", *pad)
+            t.add_row(name, "[red]error[/]", *pad)
         elif not r["faces"]:
-            t.add_row(r["path"], "no face", *pad)
+            t.add_row(name, "no face", *pad)
         for f in r["faces"]:
             g = f.get("gender")
             extra = ([f"{g['label']} {g['scores'][g['label']]:.2f}" if g else ""] if gender else [])
-            t.add_row(r["path"], ", ".join(map(str, f["box"])), f["label"], f"{f['scores'][f['label']]:.3f}", *extra)
+            t.add_row(name, ", ".join(map(str, f["box"])), f["label"], f"{f['scores'][f['label']]:.3f}", *extra)
     # the table is the command's main output: stdout, so it can be piped (wide when piped: no wrapped paths)
     from rich.console import Console
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from .common import console, fail, print_json
 
@@ -77,7 +78,7 @@ def text_cmd(
     out_console = Console()
     for t, p, d in zip(texts, preds, decided):
         shown = t if len(t) <= 100 else t[:97] + "..."
-        out_console.print(f"{shown!r} -> [bold]{', '.join(d) if clf.multi_label else d}[/]", highlight=False)
+        out_console.print(f"{escape(repr(shown))} -> [bold]{', '.join(d) if clf.multi_label else d}[/]", highlight=False)
         table = Table()
         table.add_column("label")
         table.add_column("score", justify="right")
@@ -100,7 +101,7 @@ def _classify_file(clf, file: Path, column: str | None, out: Path | None, batch_
     decided: dict[int, object] = {}
     with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeRemainingColumn(), console=console, transient=False) as bar:
-        task = bar.add_task(f"classifying {file.name}", total=len(texts))
+        task = bar.add_task(f"classifying {escape(file.name)}", total=len(texts))
         bar.advance(task, len(texts) - len(ok))
         for s in range(0, len(ok), max(batch_size, 1)):
             idx = ok[s: s + batch_size]
@@ -125,7 +126,7 @@ def _classify_file(clf, file: Path, column: str | None, out: Path | None, batch_
     msg = f"{len(ok)} texts classified with {clf.name}"
     if n_bad:
         msg += f"; {n_bad} empty rows kept with error 'empty text'"
-    console.print(msg + (f"; wrote {out}" if out else ""))
+    console.print(escape(msg + (f"; wrote {out}" if out else "")))
 
 
 def text_evaluate(

@@ -9,6 +9,53 @@ import yaml
 from .augment import AugmentConfig
 
 
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("cosine", "onecycle", "step", "plateau", "none")
+_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "list": list, "dict": dict}
+
+
+def _coerce(where: str, key: str, value, type_str: str):
+    """``value`` as the field's declared type, or a ValueError naming the key and what was expected.
+
+    Why: YAML reads ``lr: 1e-3`` as the *string* '1e-3' (YAML 1.1 wants a dot), and a wrong type used to
+    surface as a traceback from deep inside torch after the dataset had been loaded.
+    """
+    names = [t.strip() for t in type_str.split("|")]
+    if value is None:
+        if "None" in names:
+            return None
+        raise ValueError(f"{where}: {key} is empty; expected {type_str}")
+    for name in names:
+        want = _TYPES.get(name.split("[")[0])
+        if want is None:
+            return value  # a nested type (tuple[float, float], AugmentConfig): checked by its own code
+        if want is bool:
+            if isinstance(value, bool):
+                return value
+            continue
+        if isinstance(value, bool):
+            continue  # True is an int to Python, not to a training recipe
+        if want is float and isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, want):
+            return value
+        if want in (int, float) and isinstance(value, str):
+            try:
+                num = float(value)
+            except ValueError:
+                continue
+            if want is float:
+                return num
+            if num.is_integer():
+                return int(num)
+    raise ValueError(f"{where}: {key} is {value!r} ({type(value).__name__}); expected {type_str}")
+
+
+def _check_types(cls, d: dict, where: str) -> dict:
+    types = {f.name: str(f.type) for f in fields(cls)}
+    return {k: _coerce(where, k, v, types[k]) for k, v in d.items()}
+
+
 @dataclass
 class TrainConfig:
     model: str = "emonet_s"
@@ -79,7 +126,15 @@ class TrainConfig:
         if set(aug) - aug_known:
             raise ValueError(f"unknown augment keys {sorted(set(aug) - aug_known)}; known: {sorted(aug_known)}")
         if "scale" in aug:
-            aug["scale"] = tuple(aug["scale"])
+            sc = aug["scale"]
+            if not (isinstance(sc, (list, tuple)) and len(sc) == 2):
+                raise ValueError(f"training config: augment.scale is {sc!r}; expected [min, max], e.g. [0.9, 1.1]")
+            aug["scale"] = tuple(_coerce("training config", "augment.scale", v, "float") for v in sc)
+        aug = _check_types(AugmentConfig, aug, "training config: augment")
+        d = _check_types(cls, d, "training config")
+        for key, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES)):
+            if key in d and d[key] not in allowed:
+                raise ValueError(f"training config: unknown {key} {d[key]!r}; use {', '.join(allowed)}")
         return cls(augment=AugmentConfig(**aug), **d)
 
     @classmethod

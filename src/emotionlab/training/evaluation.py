@@ -5,6 +5,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from rich.markup import escape
 
 from ..data.errors import DataError
 from ..data.folders import read_image, scan_folder
@@ -148,7 +149,7 @@ def run_evaluation(model: str, data: str | Path, split: str = "PrivateTest", tta
         res["errors"] = errors
         res["n_errors"] = len(errors)
     if not quiet:
-        console.print(summary_table(res, f"{loaded.name} on {data.name} [{split}] tta={tta}"))
+        console.print(summary_table(res, escape(f"{loaded.name} on {data.name} [{split}] tta={tta}")))
         if errors:
             console.print(f"[yellow]{len(errors)} images had no usable face or could not be read[/]")
     if out is not None:
