@@ -74,6 +74,20 @@ def test_predict_prints_file_names_with_brackets_as_they_are(model_dir, tmp_path
     assert "gone [red]x.jpg: no such file" in " ".join(r.output.split())  # not 'gone x.jpg' (lines may wrap)
 
 
+def test_folders_say_which_files_they_leave_out(model_dir, tmp_path):
+    import shutil
+
+    (tmp_path / "in" / "sub").mkdir(parents=True)
+    shutil.copy(EXAMPLES / "astronaut.jpg", tmp_path / "in" / "sub" / "a.jpg")
+    (tmp_path / "in" / "notes.txt").write_text("not a photo")
+    (tmp_path / "in" / ".DS_Store").write_bytes(b"\0")  # hidden files are not worth a line
+    r = runner.invoke(app, ["predict", str(tmp_path / "in"), "--model", str(model_dir)])
+    out = " ".join(r.output.split())
+    assert r.exit_code == 0 and "1 input(s): 1 ok" in out
+    assert "left out 1 file(s) in the folders that are not images or videos by extension" in out
+    assert "notes.txt" in out and ".DS_Store" not in out
+
+
 def test_predict_video(model_dir, tmp_path):
     vid = tmp_path / "clip.mp4"
     _write_video(vid, _two_face_frames(cv2.imread(str(EXAMPLES / "astronaut.jpg")), 6))

@@ -47,18 +47,29 @@ def _recognizer(model: str, detector: str, device: str, backend: str, threads: i
     return rec
 
 
-def expand_inputs(paths: list[Path]) -> list[tuple[Path, Path]]:
-    """Files and folders (recursive) -> (file, path relative to its input root) for images and videos."""
+def expand_inputs(paths: list[Path], videos: bool = True) -> list[tuple[Path, Path]]:
+    """Files and folders (recursive) -> (file, path relative to its input root) for images (and videos).
+
+    Files named one by one are always kept (a missing or unreadable one fails individually later); the other
+    files found in folders are left out by extension, and said so on the console (nothing silently dropped).
+    """
     from ..data.folders import IMAGE_EXTS
     from ..inference.video import VIDEO_EXTS
 
-    out = []
+    exts = IMAGE_EXTS | VIDEO_EXTS if videos else IMAGE_EXTS
+    out, other = [], []
     for p in paths:
         if p.is_dir():
-            files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS)
-            out += [(f, f.relative_to(p)) for f in files]
+            files = sorted(f for f in p.rglob("*") if f.is_file())
+            out += [(f, f.relative_to(p)) for f in files if f.suffix.lower() in exts]
+            other += [f for f in files if f.suffix.lower() not in exts and not f.name.startswith(".")]
         else:
-            out.append((p, Path(p.name)))  # missing / unreadable files fail individually later
+            out.append((p, Path(p.name)))
+    if other:
+        kinds = "images or videos" if videos else "images"
+        shown = ", ".join(str(f) for f in other[:3]) + (", ..." if len(other) > 3 else "")
+        console.print(f"[yellow]left out {len(other)} file(s) in the folders that are not {kinds} by extension:[/] "
+                      f"{escape(shown)}", highlight=False)
     return out
 
 
@@ -217,14 +228,7 @@ def batch(
     if engine == "spark":
         _batch_spark(paths, out, partitions, kw)
         return
-    from ..data.folders import IMAGE_EXTS
-
-    items: list[str] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            items += [str(f) for f in sorted(p.rglob("*")) if f.is_file() and f.suffix.lower() in IMAGE_EXTS]
-        else:
-            items.append(str(p))  # missing / unreadable files become error rows
+    items = [str(f) for f, _ in expand_inputs([Path(p) for p in paths], videos=False)]  # bad files: error rows
     if not items:
         fail("no images found in " + ", ".join(paths))
     console.print(f"[bold]batch[/] {len(items)} image(s), engine {engine}, model {model}", highlight=False)
