@@ -208,6 +208,17 @@ def test_packed_dataset_roundtrip_and_training_split(tiny_fer_csv, tmp_path):
     assert te is None and len(tr) + len(va) == len(keep)
 
 
+FERPLUS_COLS = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown", "NF"]
+FER7_TO_COL = {0: 4, 1: 5, 2: 6, 3: 1, 4: 3, 5: 2, 6: 0}
+
+
+def _write_votes(path: Path, usage, votes) -> Path:
+    lines = ["Usage,Image name," + ",".join(FERPLUS_COLS)] + [f"{u},x.png," + ",".join(map(str, v))
+                                                             for u, v in zip(usage, votes)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def test_ferplus_relabel_for_evaluation_counts_every_excluded_row(tiny_fer_csv, tmp_path):
     from emotionlab.data.errors import DataError
     from emotionlab.data.fer2013 import load_fer2013
@@ -215,11 +226,9 @@ def test_ferplus_relabel_for_evaluation_counts_every_excluded_row(tiny_fer_csv, 
     from emotionlab.training.evaluation import ferplus_relabel
 
     ds = load_fer2013(tiny_fer_csv)
-    cols = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown", "NF"]
-    fer7_to_col = {0: 4, 1: 5, 2: 6, 3: 1, 4: 3, 5: 2, 6: 0}
     votes = np.zeros((len(ds), 10), np.int64)
     for i, y in enumerate(ds.labels):
-        votes[i, fer7_to_col[int(y)]] = 10  # agrees with FER-2013 ...
+        votes[i, FER7_TO_COL[int(y)]] = 10  # agrees with FER-2013 ...
     test_rows = np.flatnonzero(ds.usage == "PrivateTest")
     a, b, c, d = test_rows[:4]
     votes[a] = 0
@@ -231,19 +240,77 @@ def test_ferplus_relabel_for_evaluation_counts_every_excluded_row(tiny_fer_csv, 
     votes[c, [0, 1]] = [5, 5]  # tie: no majority, excluded
     votes[d] = 0
     votes[d, 9] = 10  # not a face, excluded
-    lines = ["Usage,Image name," + ",".join(cols)] + [f"{u},x.png," + ",".join(map(str, v))
-                                                      for u, v in zip(ds.usage, votes)]
-    fp = tmp_path / "fer2013new.csv"
-    fp.write_text("\n".join(lines) + "\n")
+    fp = _write_votes(tmp_path / "fer2013new.csv", ds.usage, votes)
     part = eval_split(ds, "PrivateTest")
     out, info = ferplus_relabel(part, fp)
     assert info["kept"] == len(part) - 3 == len(out)
     assert (info["excluded_other_class"], info["excluded_no_majority"]) == (1, 2)
     assert info["changed_vs_fer2013"] == (0 if ds.labels[a] == 3 else 1)
     assert out.labels[list(out.rows).index(a)] == 3
-    fp.write_text("\n".join(lines[:5]) + "\n")  # too few rows for the data
+    _write_votes(fp, ds.usage[:4], votes[:4])  # too few rows for the data
     with pytest.raises(DataError, match="rows"):
         ferplus_relabel(part, fp)
+
+
+def test_ferplus8_training_and_evaluation_use_the_annotators_labels(tiny_fer_csv, tmp_path, capsys):
+    """label_set ferplus8 on FER-2013 rows: FER+ labels over 8 classes (contempt too), the FER+ row policy
+    (not-a-face out, no majority kept for training only), a FER7 model as the start, an honest evaluation."""
+    from emotionlab.cli import main
+    from emotionlab.data.errors import DataError
+    from emotionlab.data.fer2013 import load_fer2013
+    from emotionlab.data.ferplus import ferplus_dataset, load_ferplus
+    from emotionlab.models.hub import load_model
+    from emotionlab.training.engine import fit
+    from emotionlab.training.evaluation import run_evaluation
+    from test_inference import make_run_dir
+
+    ds = load_fer2013(tiny_fer_csv)
+    votes = np.zeros((len(ds), 10), np.int64)
+    for i, y in enumerate(ds.labels):
+        votes[i, FER7_TO_COL[int(y)]] = 8
+        votes[i, 0 if y != 6 else 1] += 2
+    by = {u: np.flatnonzero(ds.usage == u) for u in ("Training", "PublicTest", "PrivateTest")}
+    t = by["Training"]
+    votes[t[:3]] = [0, 0, 0, 0, 0, 0, 0, 10, 0, 0]  # contempt: a class of its own now
+    votes[t[3]] = [5, 5, 0, 0, 0, 0, 0, 0, 0, 0]  # no majority: kept for training (top vote)
+    votes[t[4]] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 10]  # not a face: left out
+    votes[by["PublicTest"][0]] = [5, 5, 0, 0, 0, 0, 0, 0, 0, 0]  # no majority: not scored on validation
+    p = by["PrivateTest"]
+    votes[p[:2]] = [0, 0, 0, 0, 0, 0, 0, 10, 0, 0]
+    votes[p[2]] = [0, 0, 0, 0, 0, 0, 0, 0, 10, 0]  # unknown: not scored
+    fp = _write_votes(tmp_path / "fer2013new.csv", ds.usage, votes)
+
+    tr = ferplus_dataset(ds.split("Training"), load_ferplus(fp))
+    assert len(tr) == len(t) - 1 and tr.label_set.name == "ferplus8" and tr.soft.shape == (len(tr), 8)
+    assert list(tr.labels[:3]) == [7, 7, 7] and tr.extra["ferplus"]["no_majority_kept"] == 1
+    y6 = int(ds.labels[t[6]])  # 8 votes for its FER-2013 class, 2 for neutral (happy for neutral faces)
+    assert np.allclose(tr.soft[5], np.eye(8)[y6] * 0.8 + np.eye(8)[6 if y6 != 6 else 3] * 0.2)
+
+    start = make_run_dir(tmp_path / "fer7_start")
+    cfg = TrainConfig(model="emonet_t", data=str(tiny_fer_csv), ferplus=str(fp), label_set="ferplus8",
+                      init_from=str(start), epochs=1, batch_size=8, lr=0.01, ferplus_weight=1.0, warmup_epochs=0,
+                      channels_last=False, threads=1)
+    res = fit(cfg, tmp_path / "run")
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"train {len(t) - 1} val {len(by['PublicTest']) - 1}" in err
+    assert "re-initialized for 8 classes" in err
+    card = json.loads((tmp_path / "run" / "best.json").read_text())
+    assert card["label_set"] == "ferplus8" and card["labels"][-1] == "contempt"
+    assert card["training"]["ferplus_rows"]["val"]["excluded_no_majority"] == 1
+    m = load_model(str(tmp_path / "run")).model
+    assert res["best_epoch"] == 1 and m(torch.zeros(2, 1, 48, 48)).shape == (2, 8)
+    with pytest.raises(DataError, match="8-class FER\\+ model: score it against the FER\\+ labels"):
+        run_evaluation(str(tmp_path / "run"), tiny_fer_csv, quiet=True)
+    ev = run_evaluation(str(tmp_path / "run"), tiny_fer_csv, ferplus=fp, quiet=True)
+    assert ev["n"] == len(p) - 1 and ev["labels"][-1] == "contempt"
+    assert ev["per_class"]["contempt"]["support"] == 2
+    fp7 = TrainConfig(model="emonet_t", data=str(tiny_fer_csv), label_set="ferplus8", epochs=1)
+    with pytest.raises(ValueError, match="needs the FER\\+ votes"):
+        fit(fp7, tmp_path / "run2")
+    with pytest.raises(SystemExit):  # a FER7 start of another architecture is still refused, in one line
+        main(["train", "--model", "emonet_n", "--data", str(tiny_fer_csv), "--init-from", str(start),
+              "--epochs", "1", "--out", str(tmp_path / "run3")])
+    assert "it is emonet_t at 48 px, the run trains emonet_n" in " ".join(capsys.readouterr().err.split())
 
 
 class FakeClock:

@@ -46,7 +46,8 @@ def models_list(pattern: str = typer.Argument("*", help="Shell-style filter, e.g
             continue
         card = json.loads(cpath.read_text())
         acc = card.get("metrics", {}).get("PrivateTest", {}).get("accuracy")
-        desc = f"{card['arch']}; PrivateTest acc {acc:.4f}" if acc else card["arch"]
+        fp8 = " (FER+ labels, 8 classes)" if card.get("label_set") == "ferplus8" else ""
+        desc = f"{card['arch']}; PrivateTest{fp8} acc {acc:.4f}" if acc else card["arch"]
         if card.get("onnx_graph"):
             desc += f"; int8 ONNX graph of {card.get('quantized_from', 'a float model')}"
         test = card.get("metrics", {}).get("test", {})
@@ -115,6 +116,9 @@ def train(
     ema_decay: Optional[float] = typer.Option(None, "--ema-decay",
                                               help="Validate, select and ship an exponential moving average of "
                                                    "the weights (e.g. 0.999); 0 = off."),
+    label_set: Optional[str] = typer.Option(
+        None, "--label-set", help="fer7 (default) | ferplus8 (with --ferplus: FER+'s 8 classes and labels on "
+                                  "FER-2013 rows) | ckplus7 | affectnet8 (image folders)."),
 ) -> None:
     """Train a face model; FER-2013 trains on Training and selects on PublicTest (PrivateTest untouched)."""
     from ..training.config import TrainConfig
@@ -126,7 +130,7 @@ def train(
                 threads=threads, device=device, max_train=max_train, compile=compile, bf16=bf16,
                 time_budget=time_budget, data=str(data) if data else None, init_from=init_from,
                 teachers=list(teacher) if teacher else None, distill_weight=distill_weight,
-                distill_temperature=distill_temperature, ema_decay=ema_decay)
+                distill_temperature=distill_temperature, ema_decay=ema_decay, label_set=label_set)
     if config:
         cfg = TrainConfig.from_yaml(config, **over)
     else:
@@ -330,15 +334,21 @@ def _fer_metrics(model: str, data: Path, ferplus: Optional[Path], backend: str =
     PrivateTest against the FER+ majority when ``ferplus`` is given."""
     from ..training.evaluation import run_evaluation
 
+    from ..models.hub import load_card
+
     keep = ("accuracy", "macro_f1", "weighted_f1", "n", "per_class", "ms_per_face")
     metrics = {}
+    fp8 = load_card(model).get("label_set") == "ferplus8"  # an 8-class FER+ model: every split on FER+ labels
+    if fp8 and not ferplus:
+        raise ValueError(f"{model} is an 8-class FER+ model: give --ferplus fer2013new.csv to score it")
     for split in ("PublicTest", "PrivateTest"):
         for tta in ("none", "flip"):
-            res = run_evaluation(model, data, split=split, tta=tta, quiet=True, backend=backend)
+            res = run_evaluation(model, data, split=split, tta=tta, quiet=True, backend=backend,
+                                 ferplus=ferplus if fp8 else None)
             key = split if tta == "none" else f"{split}+tta_flip"
             metrics[key] = {k: res[k] for k in keep + (("backend",) if backend != "auto" else ())}
             console.print(f"{model} {key}: acc {res['accuracy']:.4f} macro-F1 {res['macro_f1']:.4f}")
-    if ferplus:
+    if ferplus and not fp8:
         res = run_evaluation(model, data, split="PrivateTest", quiet=True, ferplus=ferplus, backend=backend)
         metrics["PrivateTest@FER+majority"] = {k: res[k] for k in ("accuracy", "macro_f1", "n", "per_class",
                                                                     "labels_from")}

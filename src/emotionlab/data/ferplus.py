@@ -97,11 +97,9 @@ def load_ferplus(path: str | os.PathLike) -> FerPlusVotes:
     return FerPlusVotes(votes=v, soft=soft, majority=majority, valid=valid, usage=np.asarray(usage), names=names)
 
 
-def attach_ferplus(ds, votes: FerPlusVotes, check_usage: bool = True):
-    """Attach FER+ soft targets (FER7) to a FER-2013 dataset, aligned through ``ds.rows``.
-
-    Rows FER+ marks invalid (unknown / not a face) keep their one-hot FER-2013 label.
-    """
+def _aligned_rows(ds, votes: FerPlusVotes, check_usage: bool = True) -> np.ndarray:
+    """The FER+ row of each dataset row (``ds.rows``), checked: in range and, when FER+ has a Usage column,
+    the same split on both sides (files that are not row-aligned fail here, not as silently wrong labels)."""
     rows = ds.rows if ds.rows is not None else np.arange(len(ds))
     if rows.max() >= len(votes):
         raise DataError(ds.source, f"FER+ file has {len(votes)} rows but the dataset refers to row {rows.max()}")
@@ -110,6 +108,41 @@ def attach_ferplus(ds, votes: FerPlusVotes, check_usage: bool = True):
         if len(bad):
             raise DataError(ds.source, f"FER+ Usage disagrees with FER-2013 at {len(bad)} rows (first: row "
                                        f"{rows[bad[0]]}); are the files row-aligned?")
+    return rows
+
+
+def ferplus_dataset(ds, votes: FerPlusVotes, majority_only: bool = False, check_usage: bool = True):
+    """FER-2013 rows relabelled by FER+ over its 8 classes (label set ``ferplus8``: FER7 + contempt).
+
+    The FER+ protocol (Barsoum et al. 2016): rows whose most voted choice is unknown / not-a-face are not
+    faces with an emotion and are left out; ``labels`` is the majority emotion, and ``soft`` the vote
+    distribution (the "probability" / cross-entropy targets). Rows without a majority are kept with their most
+    voted emotion for training, or left out with ``majority_only`` (how the test split is scored). What was
+    left out is counted in ``extra["ferplus"]``, never dropped silently.
+    """
+    from .fer2013 import FaceDataset
+
+    rows = _aligned_rows(ds, votes, check_usage)
+    valid, major, soft = votes.valid[rows], votes.majority[rows], votes.soft[rows]
+    keep = valid & (major >= 0) if majority_only else valid
+    idx = np.flatnonzero(keep)
+    labels = np.where(major[idx] >= 0, major[idx], soft[idx].argmax(1)).astype(np.int64)
+    out = FaceDataset(images=ds.images[idx], labels=labels, usage=ds.usage[idx], label_set=FERPLUS8,
+                      rows=rows[idx], soft=soft[idx].astype(np.float32),
+                      paths=None if ds.paths is None else [ds.paths[i] for i in idx], source=ds.source,
+                      extra={k: v for k, v in ds.extra.items() if not isinstance(v, np.ndarray)})
+    out.extra["ferplus"] = {"kept": int(len(idx)), "excluded_not_an_emotion": int((~valid).sum()),
+                            "excluded_no_majority": int((valid & (major < 0)).sum()) if majority_only else 0,
+                            "no_majority_kept": 0 if majority_only else int((valid & (major < 0)).sum())}
+    return out
+
+
+def attach_ferplus(ds, votes: FerPlusVotes, check_usage: bool = True):
+    """Attach FER+ soft targets (FER7) to a FER-2013 dataset, aligned through ``ds.rows``.
+
+    Rows FER+ marks invalid (unknown / not a face) keep their one-hot FER-2013 label.
+    """
+    rows = _aligned_rows(ds, votes, check_usage)
     soft = votes.soft_fer7()[rows]
     onehot = np.eye(len(FER7))[ds.labels]
     ok = soft.sum(1) > 0

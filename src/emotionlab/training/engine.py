@@ -301,15 +301,25 @@ def teacher_targets(cfg: TrainConfig, train, labels: list[str], in_size: int, de
     return soften(probs, cfg.distill_temperature)
 
 
-def init_weights(model: nn.Module, source: str) -> None:
-    """Fine-tuning start: weights of a shipped model, run directory or .safetensors of the same architecture."""
+def init_weights(model: nn.Module, source: str, num_classes: int) -> list[str]:
+    """Fine-tuning start: weights of a shipped model, run directory or .safetensors of the same architecture.
+
+    A source with another number of classes (a FER7 model fine-tuned to FER+'s 8) gives every tensor but the
+    classifier's; those keep their fresh init and their names are returned. Any other mismatch is an error.
+    """
     from ..models.hub import load_model
 
     src = load_model(source)  # resolves the name, checks the weights against their own card's architecture
     if src.card.get("arch") != model.arch or src.card.get("in_size") != model.in_size:
         raise ValueError(f"--init-from {source}: it is {src.card.get('arch')} at {src.card.get('in_size')} px, "
                          f"the run trains {model.arch} at {model.in_size} px")
-    model.load_state_dict(src.model.state_dict())
+    mine, theirs = model.state_dict(), src.model.state_dict()
+    differ = [k for k in mine if k in theirs and mine[k].shape != theirs[k].shape]
+    head_only = all(mine[k].shape[0] == num_classes and theirs[k].shape[0] == len(src.labels) for k in differ)
+    if differ and (len(src.labels) == num_classes or not head_only):
+        raise ValueError(f"--init-from {source}: tensors {differ[:4]} differ in shape beyond the classifier")
+    model.load_state_dict({k: (mine[k] if k in differ else v) for k, v in theirs.items()})
+    return differ
 
 
 def plot_history(history: list[dict], path: Path) -> None:
@@ -336,7 +346,7 @@ def plot_history(history: list[dict], path: Path) -> None:
 
 
 def load_training_data(cfg: TrainConfig, in_size: int):
-    from ..data.ferplus import attach_ferplus, load_ferplus
+    from ..data.ferplus import attach_ferplus, ferplus_dataset, load_ferplus
     from ..data.loader import load_dataset, train_val_test
 
     from ..data.utkface import is_utkface, load_utkface
@@ -349,9 +359,17 @@ def load_training_data(cfg: TrainConfig, in_size: int):
             train = train.subset(np.sort(rng.choice(len(train), cfg.max_train, replace=False)))
         return ds, train, val
     ds = load_dataset(cfg.data, size=in_size, label_set=cfg.label_set, skip_bad=cfg.skip_bad)
-    if cfg.ferplus:
-        attach_ferplus(ds, load_ferplus(cfg.ferplus))
-    train, val, _test = train_val_test(ds, cfg.seed)  # the test part is never touched here
+    if cfg.label_set == "ferplus8" and ds.rows is not None and ds.label_set.name == "fer7":
+        # 8-class FER+ training on FER-2013 rows: every label and target comes from the 10 FER+ annotators
+        if not cfg.ferplus:
+            raise ValueError("label_set ferplus8 on FER-2013 rows needs the FER+ votes: --ferplus fer2013new.csv")
+        votes = load_ferplus(cfg.ferplus)
+        tr, va, _test = train_val_test(ds, cfg.seed)  # the test part is never touched here
+        train, val = ferplus_dataset(tr, votes), ferplus_dataset(va, votes, majority_only=True)
+    else:
+        if cfg.ferplus:
+            attach_ferplus(ds, load_ferplus(cfg.ferplus))
+        train, val, _test = train_val_test(ds, cfg.seed)  # the test part is never touched here
     if cfg.max_train and len(train) > cfg.max_train:
         rng = np.random.default_rng(cfg.seed)
         train = train.subset(np.sort(rng.choice(len(train), cfg.max_train, replace=False)))
@@ -393,11 +411,20 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, console=Non
         ds, train, val = load_training_data(cfg, in_size)
         source = ds.source
         data_card = ds.extra.get("card")  # datasets other than FER-2013 describe themselves (UTKFace)
+        if "ferplus" in train.extra:  # 8-class FER+: say which rows the annotators' labels kept
+            data_card = {"labels": "FER+ majority of 10 annotators (Barsoum et al. 2016); soft targets = votes",
+                         "ferplus_rows": {"train": train.extra["ferplus"], "val": val.extra["ferplus"]}}
+            tf, vf = train.extra["ferplus"], val.extra["ferplus"]
+            console.print(f"FER+ labels: train {tf['kept']} ({tf['no_majority_kept']} without a majority kept with "
+                          f"their top vote, {tf['excluded_not_an_emotion']} unknown / not-a-face left out); val "
+                          f"{vf['kept']} with a majority ({vf['excluded_no_majority']} without, "
+                          f"{vf['excluded_not_an_emotion']} not an emotion, left out)")
     console.print(f"[bold]{cfg.model}[/] {count_params(model) / 1e6:.2f}M params, {in_size}px; "
                   f"train {len(train)}  val {len(val)}  ({source}) on {device}")
     if cfg.init_from and not (resume and (out / "last.json").exists()):
-        init_weights(model, cfg.init_from)
-        console.print(f"initialized from {cfg.init_from}")
+        fresh = init_weights(model, cfg.init_from, len(ls))
+        console.print(f"initialized from {cfg.init_from}"
+                      + (f" (classifier {', '.join(fresh)} re-initialized for {len(ls)} classes)" if fresh else ""))
     model.to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)

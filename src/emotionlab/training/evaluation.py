@@ -63,11 +63,12 @@ def _detect_eval(loaded, model_ref: str, data: Path, split: str, ignore_unknown:
     return np.asarray(y_true, np.int64), np.asarray(probs, np.float32).reshape(-1, len(rec.labels)), list(ls.labels), errors
 
 
-def ferplus_relabel(part, ferplus: Path):
+def ferplus_relabel(part, ferplus: Path, label_set=None):
     """Replace FER-2013 labels by the FER+ majority label (10 annotators, Barsoum et al. 2016).
 
-    Kept: rows whose FER+ majority is one of the dataset's classes. Excluded and counted (never silently):
-    no majority, unknown / not-a-face, and classes outside the label set (contempt for FER7).
+    Kept: rows whose FER+ majority is one of ``label_set``'s classes (default: the dataset's; ``ferplus8``
+    scores an 8-class FER+ model, contempt included). Excluded and counted (never silently): no majority,
+    unknown / not-a-face, and classes outside the label set (contempt for FER7).
     """
     from ..data.ferplus import load_ferplus
     from ..data.labels import FERPLUS8
@@ -78,12 +79,14 @@ def ferplus_relabel(part, ferplus: Path):
     if part.rows.max() >= len(votes):
         raise DataError(ferplus, f"has {len(votes)} rows but the data refers to row {part.rows.max()}")
     major = votes.majority[part.rows]
-    names = list(part.label_set.labels)
+    label_set = label_set or part.label_set
+    names = list(label_set.labels)
     fp8 = list(FERPLUS8.labels)
     mapped = np.array([names.index(fp8[m]) if m >= 0 and fp8[m] in names else -1 for m in major], dtype=np.int64)
     keep = np.flatnonzero(mapped >= 0)
     out = part.subset(keep)
     out.labels = mapped[keep].astype(np.int64)
+    out.label_set = label_set
     info = {"source": str(ferplus), "kept": int(len(keep)), "excluded_no_majority": int((major < 0).sum()),
             "excluded_other_class": int(((major >= 0) & (mapped < 0)).sum()),
             "changed_vs_fer2013": int((part.labels[keep] != out.labels).sum())}
@@ -128,8 +131,12 @@ def run_evaluation(model: str, data: str | Path, split: str = "PrivateTest", tta
                           skip_bad=skip_bad, ignore_unknown=ignore_unknown)
         part = eval_split(ds, split)
         relabel = None
+        fp8 = loaded.card.get("label_set") == "ferplus8" and part.rows is not None and part.label_set.name == "fer7"
         if ferplus is not None:
-            part, relabel = ferplus_relabel(part, ferplus)
+            part, relabel = ferplus_relabel(part, ferplus, get_label_set("ferplus8") if fp8 else None)
+        elif fp8:
+            raise DataError(data, f"{loaded.name} is an 8-class FER+ model: score it against the FER+ labels of "
+                                  "these rows with --ferplus fer2013new.csv")
         images, y_true, data_labels = part.images, part.labels, list(part.label_set.labels)
         if use_onnx:
             from ..inference.onnx_export import onnx_predict_proba
