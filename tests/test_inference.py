@@ -314,6 +314,17 @@ def test_draw_faces_and_debug_inset(rec, astronaut):
     assert np.array_equal(astronaut, cv2.imread(str(ASTRONAUT)))  # input untouched
 
 
+def test_custom_label_colours_are_the_same_in_every_process():
+    import os
+    import subprocess
+    import sys
+
+    code = "from emotionlab.inference.draw import color_for; print(color_for('bored'), color_for('contempt'))"
+    outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")}
+    assert len(outs) == 1  # str hash is salted per process; the colour of a custom label must not be
+
+
 def test_truncated_video_writes_what_it_decoded(rec, astronaut, tmp_path):
     from emotionlab.inference.video import process_video
 

@@ -4,10 +4,13 @@ Kept separate from the webcam window loop so that it can be tested and reused fo
 """
 from __future__ import annotations
 
+import zlib
+
 import cv2
 import numpy as np
 
-# One BGR colour per FER7-style label; unknown labels get a colour from their hash.
+# One BGR colour per FER7-style label; other labels (custom folders) get a colour from a stable hash of the name,
+# the same in every run (Python's str hash is salted per process).
 COLORS = {"angry": (40, 40, 220), "disgust": (40, 140, 40), "fear": (160, 60, 160), "happy": (40, 200, 240),
           "sad": (200, 120, 40), "surprise": (0, 150, 255), "neutral": (190, 190, 190), "contempt": (90, 90, 150)}
 
@@ -15,7 +18,7 @@ COLORS = {"angry": (40, 40, 220), "disgust": (40, 140, 40), "fear": (160, 60, 16
 def color_for(label: str) -> tuple[int, int, int]:
     if label in COLORS:
         return COLORS[label]
-    h = abs(hash(label))
+    h = zlib.crc32(label.encode("utf-8"))
     return (h % 200 + 40, (h // 200) % 200 + 40, (h // 40000) % 200 + 40)
 
 
