@@ -73,9 +73,7 @@ class ServeSettings:
                        # cost (2x / 10x classification) is the operator's choice, not each client's
 
     def __post_init__(self) -> None:
-        from ..inference.recognizer import parse_attributes
-
-        from ..inference.recognizer import TTA_MODES
+        from ..inference.recognizer import TTA_MODES, parse_attributes
 
         object.__setattr__(self, "attributes", parse_attributes(self.attributes))  # frozen dataclass
         if self.tta not in TTA_MODES:
