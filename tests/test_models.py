@@ -129,3 +129,17 @@ def test_cli_models_list_filters_shipped_models_and_never_cuts_names():
     assert longest in table
     bad = runner.invoke(app, ["models", "list", "zzz*"])
     assert bad.exit_code == 2 and "no architecture or shipped model matches 'zzz*'" in bad.output
+
+
+def test_shipped_ferplus_model_has_eight_classes_and_fer_plus_metrics():
+    from emotionlab.models.hub import aliases, load_model
+
+    if "ferplus" not in aliases():
+        pytest.skip("no shipped FER+ model in this checkout")
+    lm = load_model("ferplus")
+    assert lm.labels == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral", "contempt"]
+    assert lm.model(torch.zeros(1, 1, 48, 48)).shape == (1, 8)
+    card = lm.card
+    assert card["label_set"] == "ferplus8" and "FER+" in card["training"]["selection"]
+    # every recorded split was scored on FER+ majority labels (3,153 PrivateTest rows have one), not FER-2013's
+    assert card["metrics"]["PrivateTest"]["n"] == 3153 and "contempt" in card["metrics"]["PrivateTest"]["per_class"]

@@ -297,6 +297,7 @@ def test_ferplus8_training_and_evaluation_use_the_annotators_labels(tiny_fer_csv
     card = json.loads((tmp_path / "run" / "best.json").read_text())
     assert card["label_set"] == "ferplus8" and card["labels"][-1] == "contempt"
     assert card["training"]["ferplus_rows"]["val"]["excluded_no_majority"] == 1
+    assert "FER+ majority labels of FER-2013 PublicTest" in card["training"]["selection"]
     m = load_model(str(tmp_path / "run")).model
     assert res["best_epoch"] == 1 and m(torch.zeros(2, 1, 48, 48)).shape == (2, 8)
     with pytest.raises(DataError, match="8-class FER\\+ model: score it against the FER\\+ labels"):

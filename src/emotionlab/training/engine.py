@@ -583,4 +583,7 @@ def model_card(model, cfg: TrainConfig, pre: PreprocessConfig, ls, val_metrics: 
     }
     if data_card:
         card["training"].update(data_card)
+        if "ferplus_rows" in data_card:
+            card["training"]["selection"] = ("best validation accuracy on the FER+ majority labels of FER-2013 "
+                                             "PublicTest; PrivateTest never used in training")
     return card
