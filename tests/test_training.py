@@ -305,6 +305,12 @@ def test_ferplus8_training_and_evaluation_use_the_annotators_labels(tiny_fer_csv
     ev = run_evaluation(str(tmp_path / "run"), tiny_fer_csv, ferplus=fp, quiet=True)
     assert ev["n"] == len(p) - 1 and ev["labels"][-1] == "contempt"
     assert ev["per_class"]["contempt"]["support"] == 2
+    from emotionlab.training.studies import cross_validate
+
+    ycfg = tmp_path / "cv.yaml"
+    ycfg.write_text(f"label_set: ferplus8\nferplus: {fp}\nferplus_weight: 1.0\nwarmup_epochs: 0\nthreads: 1\n")
+    cv = cross_validate("emonet_t", tiny_fer_csv, folds=2, config=ycfg, epochs=1, out=tmp_path / "cv", batch_size=4)
+    assert "contempt" in cv["summary"]["per_class"] and cv["summary"]["n"] == len(t) - 1  # FER+ rows and classes
     fp7 = TrainConfig(model="emonet_t", data=str(tiny_fer_csv), label_set="ferplus8", epochs=1)
     with pytest.raises(ValueError, match="needs the FER\\+ votes"):
         fit(fp7, tmp_path / "run2")

@@ -35,6 +35,16 @@ def cross_validate(model: str, data: Path, folds: int = 5, config: Path | None =
 
     size = create_model(cfg.model, in_size=cfg.in_size).in_size
     ds = load_dataset(data, size=size, label_set=cfg.label_set)
+    if cfg.label_set == "ferplus8" and ds.rows is not None and ds.label_set.name == "fer7":
+        from ..data.ferplus import ferplus_dataset, load_ferplus
+
+        if not cfg.ferplus:  # as in training: FER+ classes need the FER+ votes, never FER-2013's 7 labels
+            raise ValueError("label_set ferplus8 on FER-2013 rows needs the FER+ votes (ferplus: in the config)")
+        ds = ferplus_dataset(ds, load_ferplus(cfg.ferplus))
+    elif cfg.ferplus:  # FER+ soft targets, as `train` uses them
+        from ..data.ferplus import attach_ferplus, load_ferplus
+
+        attach_ferplus(ds, load_ferplus(cfg.ferplus))
     train, _, _ = train_val_test(ds, seed)
     if max_train and len(train) > max_train:
         rng = np.random.default_rng(seed)
