@@ -150,3 +150,22 @@ def attach_ferplus(ds, votes: FerPlusVotes, check_usage: bool = True):
     ds.soft = soft.astype(np.float32)
     ds.extra["ferplus_valid"] = ok
     return ds
+
+
+def wants_ferplus_labels(ds, label_set: str) -> bool:
+    """True when ``label_set`` is FER+'s 8 classes and ``ds`` holds FER-2013 rows (their 7 labels cannot serve)."""
+    return label_set == FERPLUS8.name and ds.rows is not None and ds.label_set.name == FER7.name
+
+
+def with_ferplus(ds, label_set: str, ferplus: str | os.PathLike | FerPlusVotes | None, majority_only: bool = False):
+    """``ds`` as training and evaluation see it: relabelled by FER+ for ``ferplus8`` on FER-2013 rows (the votes
+    are then required), else with FER+ soft targets attached when votes are given, else unchanged. One rule for
+    ``train``, ``cv`` and the validation split (``majority_only``, as the FER+ test is scored)."""
+    votes = load_ferplus(ferplus) if ferplus is not None and not isinstance(ferplus, FerPlusVotes) else ferplus
+    if wants_ferplus_labels(ds, label_set):
+        if votes is None:
+            raise ValueError("label_set ferplus8 on FER-2013 rows needs the FER+ votes: --ferplus fer2013new.csv")
+        return ferplus_dataset(ds, votes, majority_only=majority_only)
+    if votes is not None:
+        attach_ferplus(ds, votes)
+    return ds

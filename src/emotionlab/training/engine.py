@@ -346,7 +346,7 @@ def plot_history(history: list[dict], path: Path) -> None:
 
 
 def load_training_data(cfg: TrainConfig, in_size: int):
-    from ..data.ferplus import attach_ferplus, ferplus_dataset, load_ferplus
+    from ..data.ferplus import load_ferplus, with_ferplus
     from ..data.loader import load_dataset, train_val_test
 
     from ..data.utkface import is_utkface, load_utkface
@@ -359,17 +359,11 @@ def load_training_data(cfg: TrainConfig, in_size: int):
             train = train.subset(np.sort(rng.choice(len(train), cfg.max_train, replace=False)))
         return ds, train, val
     ds = load_dataset(cfg.data, size=in_size, label_set=cfg.label_set, skip_bad=cfg.skip_bad)
-    if cfg.label_set == "ferplus8" and ds.rows is not None and ds.label_set.name == "fer7":
-        # 8-class FER+ training on FER-2013 rows: every label and target comes from the 10 FER+ annotators
-        if not cfg.ferplus:
-            raise ValueError("label_set ferplus8 on FER-2013 rows needs the FER+ votes: --ferplus fer2013new.csv")
-        votes = load_ferplus(cfg.ferplus)
-        tr, va, _test = train_val_test(ds, cfg.seed)  # the test part is never touched here
-        train, val = ferplus_dataset(tr, votes), ferplus_dataset(va, votes, majority_only=True)
-    else:
-        if cfg.ferplus:
-            attach_ferplus(ds, load_ferplus(cfg.ferplus))
-        train, val, _test = train_val_test(ds, cfg.seed)  # the test part is never touched here
+    votes = load_ferplus(cfg.ferplus) if cfg.ferplus else None
+    tr, va, _test = train_val_test(ds, cfg.seed)  # the test part is never touched here
+    # FER+ soft targets, or for ferplus8 every label and target from the 10 FER+ annotators
+    train = with_ferplus(tr, cfg.label_set, votes)
+    val = with_ferplus(va, cfg.label_set, votes, majority_only=True)
     if cfg.max_train and len(train) > cfg.max_train:
         rng = np.random.default_rng(cfg.seed)
         train = train.subset(np.sort(rng.choice(len(train), cfg.max_train, replace=False)))

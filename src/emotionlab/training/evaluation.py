@@ -8,6 +8,7 @@ import numpy as np
 from rich.markup import escape
 
 from ..data.errors import DataError
+from ..data.ferplus import wants_ferplus_labels
 from ..data.folders import read_image, scan_folder
 from ..data.labels import get_label_set
 from .engine import predict_proba
@@ -131,7 +132,7 @@ def run_evaluation(model: str, data: str | Path, split: str = "PrivateTest", tta
                           skip_bad=skip_bad, ignore_unknown=ignore_unknown)
         part = eval_split(ds, split)
         relabel = None
-        fp8 = loaded.card.get("label_set") == "ferplus8" and part.rows is not None and part.label_set.name == "fer7"
+        fp8 = wants_ferplus_labels(part, loaded.card.get("label_set", "fer7"))
         if ferplus is not None:
             part, relabel = ferplus_relabel(part, ferplus, get_label_set("ferplus8") if fp8 else None)
         elif fp8:

@@ -26,6 +26,7 @@ def cross_validate(model: str, data: Path, folds: int = 5, config: Path | None =
                    batch_size: int | None = None) -> dict:
     """k models on stratified folds of the training part; mean ± std of every metric, per class too."""
     from ..cli.common import console
+    from ..data.ferplus import with_ferplus
     from ..data.loader import load_dataset, train_val_test
     from ..data.split import kfold_indices
     from ..models.hub import load_model
@@ -34,17 +35,7 @@ def cross_validate(model: str, data: Path, folds: int = 5, config: Path | None =
     from ..models import create_model
 
     size = create_model(cfg.model, in_size=cfg.in_size).in_size
-    ds = load_dataset(data, size=size, label_set=cfg.label_set)
-    if cfg.label_set == "ferplus8" and ds.rows is not None and ds.label_set.name == "fer7":
-        from ..data.ferplus import ferplus_dataset, load_ferplus
-
-        if not cfg.ferplus:  # as in training: FER+ classes need the FER+ votes, never FER-2013's 7 labels
-            raise ValueError("label_set ferplus8 on FER-2013 rows needs the FER+ votes (ferplus: in the config)")
-        ds = ferplus_dataset(ds, load_ferplus(cfg.ferplus))
-    elif cfg.ferplus:  # FER+ soft targets, as `train` uses them
-        from ..data.ferplus import attach_ferplus, load_ferplus
-
-        attach_ferplus(ds, load_ferplus(cfg.ferplus))
+    ds = with_ferplus(load_dataset(data, size=size, label_set=cfg.label_set), cfg.label_set, cfg.ferplus or None)
     train, _, _ = train_val_test(ds, seed)
     if max_train and len(train) > max_train:
         rng = np.random.default_rng(seed)
