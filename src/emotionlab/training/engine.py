@@ -26,7 +26,7 @@ from ..data.preprocess import PreprocessConfig
 from ..models import count_mflops, count_params, create_model
 from .augment import augment_batch, mix_batch
 from .checkpoint import load_checkpoint, save_checkpoint, save_weights, write_json
-from .config import TrainConfig
+from .config import OPTIMIZERS, SCHEDULES, TrainConfig
 from .metrics import classification_metrics
 
 
@@ -92,7 +92,7 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
         return torch.optim.Adam(groups, lr=cfg.lr)
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr)
-    raise ValueError(f"unknown optimizer {cfg.optimizer!r}; use sgd, adam or adamw")
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}; use {', '.join(OPTIMIZERS)}")
 
 
 def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
@@ -120,7 +120,7 @@ def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoc
                                                           patience=cfg.plateau_patience), "plateau"
     if cfg.schedule == "none":
         return None, "none"
-    raise ValueError(f"unknown schedule {cfg.schedule!r}; use cosine, onecycle, step, plateau or none")
+    raise ValueError(f"unknown schedule {cfg.schedule!r}; use {', '.join(SCHEDULES)}")
 
 
 def make_ema(model: nn.Module, decay: float):
