@@ -291,6 +291,9 @@ def test_explain_cli_on_crops(tmp_path):
     res = CliRunner().invoke(app, ["explain", paths[0], "--model", str(run), "--target", "joyful",
                                    "--out", str(out)])
     assert res.exit_code != 0 and "not a class" in str(res.exception) + res.output
+    odd = tmp_path / "maps [red]v2"  # printed as it is, not read as console markup
+    res = CliRunner().invoke(app, ["explain", paths[0], "--model", str(run), "--out", str(odd)])
+    assert res.exit_code == 0 and f"overlays in {odd} (index: {odd}/explanations.json)" in " ".join(res.output.split())
 
 
 def test_explain_cli_bad_method_and_missing_file(tmp_path):

@@ -251,7 +251,7 @@ def export(
             ds = _load(src, labels, skip_bad, ignore_unknown)
             with _progress("writing PNGs", len(ds)) as adv:
                 export_folders(ds, out, overwrite=overwrite, progress=adv)
-    console.print(f"wrote {len(ds):,} images to {out}")
+    console.print(f"wrote {len(ds):,} images to {escape(str(out))}")
 
 
 @data_app.command("frames")
@@ -303,9 +303,9 @@ def relabel(
         new, prev, reasons = apply_changes(ds, ch, changes)
         with console.status(f"writing {escape(str(out))}"):
             write_relabelled_csv(out, ds, new, prev, reasons)
-    console.print(f"{int((prev >= 0).sum()):,} label(s) changed ({len(ch)} listed); wrote {out}")
+    console.print(f"{int((prev >= 0).sum()):,} label(s) changed ({len(ch)} listed); wrote {escape(str(out))}")
     if ds.skipped:
-        console.print(f"[yellow]note:[/] the {ds.skipped} malformed row(s) skipped by --skip-bad are not in {out}, "
+        console.print(f"[yellow]note:[/] the {ds.skipped} malformed row(s) skipped by --skip-bad are not in {escape(str(out))}, "
                       "so its row numbers after them differ from the source (and from fer2013new.csv)")
 
 
@@ -334,5 +334,5 @@ def review(
     if json_out:
         print_json(summary)
     else:
-        console.print(f"{len(cand):,} candidate changes (FER+ majority >= {min_share:.0%} of votes) -> {out}; "
+        console.print(f"{len(cand):,} candidate changes (FER+ majority >= {min_share:.0%} of votes) -> {escape(str(out))}; "
                       f"most common: {dict(pairs.most_common(5))}")

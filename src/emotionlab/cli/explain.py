@@ -74,7 +74,7 @@ def explain_cmd(
             console.print(escape(f"{r['image']} face {r['face']}: {r['method']} for {r['target']} "
                                  f"(predicted {r['predicted']} {r['scores'][r['predicted']]:.2f}) -> {r['file']}"),
                           highlight=False)
-    console.print(f"{sum(r['face'] >= 0 for r in rows)} overlays in {out} (index: {out / 'explanations.json'})")
+    console.print(f"{sum(r['face'] >= 0 for r in rows)} overlays in {escape(str(out))} (index: {escape(str(out / 'explanations.json'))})")
 
 
 def explain_dataset_cmd(

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from .common import console, fail, print_json
 
@@ -249,7 +250,7 @@ def export(
     if format != "onnx":
         fail(f"unknown format {format!r}; supported: onnx")
     path = export_onnx(model, out)
-    console.print(f"wrote {path}")
+    console.print(f"wrote {escape(str(path))}")
 
 
 @models_app.command("ship")

@@ -231,7 +231,7 @@ def batch(
     items = [str(f) for f, _ in expand_inputs([Path(p) for p in paths], videos=False)]  # bad files: error rows
     if not items:
         fail("no images found in " + ", ".join(paths))
-    console.print(f"[bold]batch[/] {len(items)} image(s), engine {engine}, model {model}", highlight=False)
+    console.print(f"[bold]batch[/] {len(items)} image(s), engine {engine}, model {escape(str(model))}", highlight=False)
     if engine == "dask":
         from ..inference.batch import predict_dask
 
@@ -295,7 +295,7 @@ def _batch_spark(paths: list[str], out: Path, partitions: int | None, kw: dict) 
     rows = predict_spark(src, **kw)
     w = rows.write.mode("overwrite")
     (w.option("header", "true").csv if out.suffix.lower() == ".csv" else w.parquet)(str(out))
-    console.print(f"rows written by Spark to {out}/", highlight=False)
+    console.print(f"rows written by Spark to {escape(str(out))}/", highlight=False)
 
 
 def _save_annotated(img, faces, dest: Path, debug: bool) -> Path:
