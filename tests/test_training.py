@@ -1,6 +1,7 @@
 """Training engine: augmentation, checkpoints / resume, schedules, evaluation and the CLI, on tiny data."""
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -105,6 +106,32 @@ def test_resume_continues_from_last_epoch(tiny_fer_csv, tmp_path):
     assert state2["epoch"] == 1 and len(state2["history"]) == 2 and res["epochs_run"] == 2
 
 
+def test_loss_class_weights_invert_frequency_to_the_given_power():
+    from emotionlab.training.engine import loss_class_weights
+
+    counts = np.array([100.0, 400.0, 25.0])
+    full = loss_class_weights(counts)
+    assert full.mean() == pytest.approx(1.0) and full[2] / full[0] == pytest.approx(4.0)  # 4x rarer -> 4x weight
+    half = loss_class_weights(counts, 0.5)
+    assert half.mean() == pytest.approx(1.0) and half[2] / half[0] == pytest.approx(2.0)
+    assert np.allclose(loss_class_weights(counts, 0.0), 1.0)
+
+
+def test_select_macro_f1_picks_and_records_the_best_macro_f1_epoch(tiny_fer_csv, tmp_path):
+    out = tmp_path / "run"
+    res = fit(tiny_cfg(tiny_fer_csv, epochs=4, lr=0.1, select="macro_f1"), out)
+    rows = list(csv.DictReader(open(out / "history.csv")))
+    f1 = [float(r["val_macro_f1"]) for r in rows]
+    assert res["best_epoch"] == 1 + int(np.argmax(f1))  # the first epoch with the highest macro-F1
+    assert res["best_val_macro_f1"] == pytest.approx(max(f1))
+    assert res["best_val_acc"] == pytest.approx(float(rows[res["best_epoch"] - 1]["val_acc"]))
+    card = json.loads((out / "best.json").read_text())
+    assert card["training"]["selection"].startswith("best validation macro-F1")
+    assert card["metrics"]["validation"]["macro_f1"] == pytest.approx(max(f1))
+    res = fit(tiny_cfg(tiny_fer_csv, epochs=5), out, resume=True)  # the recipe, select included, is the run's
+    assert res["select"] == "macro_f1"
+
+
 def test_resume_restores_weights_exactly(tiny_fer_csv, tmp_path):
     from safetensors.torch import load_file
 
@@ -165,6 +192,7 @@ def test_config_values_are_type_checked_before_any_data_is_read(tmp_path, tiny_f
                       ("epochs: 2.5", r"epochs is 2.5 \(float\); expected int"),
                       ("schedule: cosin", "unknown schedule 'cosin'; use cosine"),
                       ("optimizer: adm", "unknown optimizer 'adm'"),
+                      ("select: f1", "unknown select 'f1'; use accuracy, macro_f1"),
                       ("augment:\n  scale: 1.1", r"augment.scale is 1.1; expected \[min, max\]"),
                       ("augment:\n  flip: maybe", r"augment: flip is 'maybe' \(str\); expected float")]:
         p.write_text(f"model: simple_cnn\n{text}\n")

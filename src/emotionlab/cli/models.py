@@ -92,7 +92,10 @@ def train(
     in_size: Optional[int] = typer.Option(None, "--in-size", help="Input side in pixels."),
     ferplus: Optional[Path] = typer.Option(None, help="fer2013new.csv: FER+ votes as soft targets."),
     label_smoothing: Optional[float] = typer.Option(None, "--label-smoothing"),
-    class_weights: Optional[bool] = typer.Option(None, "--class-weights/--no-class-weights"),
+    class_weights: Optional[bool] = typer.Option(None, "--class-weights/--no-class-weights",
+                                                 help="Inverse-frequency class weights in the loss."),
+    class_weight_power: Optional[float] = typer.Option(
+        None, "--class-weight-power", help="Weights = (inverse frequency) ** POWER: 1 balanced, 0.5 milder."),
     balanced: Optional[bool] = typer.Option(None, "--balanced/--no-balanced", help="Class-balanced sampler."),
     occlude: Optional[float] = typer.Option(None, help="Probability of occlusion-mask augmentation."),
     seed: Optional[int] = typer.Option(None, help="Random seed."),
@@ -117,6 +120,9 @@ def train(
     ema_decay: Optional[float] = typer.Option(None, "--ema-decay",
                                               help="Validate, select and ship an exponential moving average of "
                                                    "the weights (e.g. 0.999); 0 = off."),
+    select: Optional[str] = typer.Option(
+        None, "--select", help="Validation metric that picks best.safetensors and drives early stopping and "
+                               "plateau drops: accuracy (default) | macro_f1 (imbalanced label sets)."),
     label_set: Optional[str] = typer.Option(
         None, "--label-set", help="fer7 (default) | ferplus8 (with --ferplus: FER+'s 8 classes and labels on "
                                   "FER-2013 rows) | ckplus7 | affectnet8 (image folders)."),
@@ -127,11 +133,13 @@ def train(
 
     over = dict(model=model, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, schedule=schedule,
                 patience=patience, in_size=in_size, ferplus=str(ferplus) if ferplus else None,
-                label_smoothing=label_smoothing, class_weights=class_weights, balanced_sampler=balanced, seed=seed,
+                label_smoothing=label_smoothing, class_weights=class_weights,
+                class_weight_power=class_weight_power, balanced_sampler=balanced, seed=seed,
                 threads=threads, device=device, max_train=max_train, compile=compile, bf16=bf16,
                 time_budget=time_budget, data=str(data) if data else None, init_from=init_from,
                 teachers=list(teacher) if teacher else None, distill_weight=distill_weight,
-                distill_temperature=distill_temperature, ema_decay=ema_decay, label_set=label_set)
+                distill_temperature=distill_temperature, ema_decay=ema_decay, label_set=label_set,
+                select=select)
     if config:
         cfg = TrainConfig.from_yaml(config, **over)
     else:
@@ -144,7 +152,8 @@ def train(
         fail(f"--batch-size {cfg.batch_size} is odd; use an even size (torch 2.13 CPU channels_last crash)")
     out = out or Path("runs") / cfg.model
     res = fit(cfg, out, resume=resume, console=console)
-    console.print(f"best validation accuracy {res['best_val_acc']:.4f} at epoch {res['best_epoch']}; "
+    picked = "" if res["select"] == "accuracy" else f" (picked on macro-F1 {res['best_val_macro_f1']:.4f})"
+    console.print(f"best validation accuracy {res['best_val_acc']:.4f} at epoch {res['best_epoch']}{picked}; "
                   f"model in {out}/best.safetensors")
 
 

@@ -11,6 +11,7 @@ from .augment import AugmentConfig
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "onecycle", "step", "plateau", "none")
+SELECT_METRICS = ("accuracy", "macro_f1")  # validation metrics a run can be selected on
 _TYPES = {"int": int, "float": float, "bool": bool, "str": str, "list": list, "dict": dict}
 
 
@@ -77,13 +78,19 @@ class TrainConfig:
     gamma: float = 0.1
     plateau_patience: int = 3
     warmup_epochs: float = 1.0
-    patience: int = 0  # early stopping on validation accuracy; 0 = off
+    patience: int = 0  # early stopping on the selection metric; 0 = off
+    #: the validation metric that picks ``best.safetensors`` and drives early stopping and plateau drops:
+    #: ``accuracy`` (the field's headline) or ``macro_f1`` (imbalanced label sets: FER+ contempt, disgust)
+    select: str = "accuracy"
     #: wall-clock seconds for the whole run: ``epochs`` becomes a cap and the run plans how many epochs fit from
     #: its measured epoch time (re-planned while the first quarter runs, later only shortened), so a cosine
     #: schedule still ends annealed inside a fixed slot such as a lent GPU's 10-minute command
     time_budget: float | None = None
     label_smoothing: float = 0.0
     class_weights: bool = False  # inverse-frequency weights in the loss
+    #: weights = (inverse frequency) ** power: 1 = fully balanced classes, 0.5 = a milder push toward rare classes
+    #: (FER+ contempt is 50x rarer than neutral: full weights trade many neutral faces for a few contempt ones)
+    class_weight_power: float = 1.0
     balanced_sampler: bool = False  # sample batches class-balanced instead
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     channels_last: bool = True
@@ -132,7 +139,7 @@ class TrainConfig:
             aug["scale"] = tuple(_coerce("training config", "augment.scale", v, "float") for v in sc)
         aug = _check_types(AugmentConfig, aug, "training config: augment")
         d = _check_types(cls, d, "training config")
-        for key, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES)):
+        for key, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("select", SELECT_METRICS)):
             if key in d and d[key] not in allowed:
                 raise ValueError(f"training config: unknown {key} {d[key]!r}; use {', '.join(allowed)}")
         return cls(augment=AugmentConfig(**aug), **d)

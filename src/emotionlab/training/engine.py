@@ -66,6 +66,12 @@ def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weight: torch
     return loss.sum(1).mean()
 
 
+def loss_class_weights(counts: np.ndarray, power: float = 1.0) -> np.ndarray:
+    """Per-class loss weights (inverse frequency) ** power, scaled to mean 1 so the learning rate keeps its meaning."""
+    w = (counts.sum() / np.maximum(counts, 1) / len(counts)) ** power
+    return w / w.mean()
+
+
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """No decay on norms and biases; per-layer L2 (``model.l2``) gets its own group."""
     l2 = getattr(model, "l2", {}) or {}
@@ -432,8 +438,9 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, console=Non
     counts = np.bincount(train.labels, minlength=len(ls)).astype(np.float64)
     class_w = None
     if cfg.class_weights:
-        w = counts.sum() / np.maximum(counts, 1) / len(ls)
-        class_w = torch.tensor(w / w.mean(), dtype=torch.float32, device=device)
+        class_w = torch.tensor(loss_class_weights(counts, cfg.class_weight_power), dtype=torch.float32,
+                               device=device)
+        console.print("class weights " + "  ".join(f"{n} {w:.2f}" for n, w in zip(ls.labels, class_w.tolist())))
     steps = len(train) // cfg.batch_size
     if steps == 0:
         raise ValueError(f"training set has {len(train)} images, fewer than one batch of {cfg.batch_size}")
@@ -469,14 +476,14 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, console=Non
         if sched is not None and unit == "epoch":
             sched.step()
         elif sched is not None and unit == "plateau":
-            sched.step(vm["accuracy"])
+            sched.step(vm[cfg.select])
         row = {"epoch": epoch + 1, "train_loss": tr["loss"], "train_acc": tr["acc"], "val_loss": vm["nll"],
                "val_acc": vm["accuracy"], "val_macro_f1": vm["macro_f1"], "lr": opt.param_groups[0]["lr"],
                "img_s": tr["img_s"], "seconds": tr["seconds"]}
         history.append(row)
-        improved = vm["accuracy"] > best
+        improved = vm[cfg.select] > best
         if improved:
-            best, best_epoch, bad_epochs = vm["accuracy"], epoch + 1, 0
+            best, best_epoch, bad_epochs = vm[cfg.select], epoch + 1, 0
             save_weights(eval_model, out / "best.safetensors")
             write_json(out / "best.json", model_card(eval_model, cfg, pre, ls, vm, history, device, command,
                                                                 data_card))
@@ -504,7 +511,9 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, console=Non
         card["training"]["recipe"]["epochs"] = cfg.epochs
         write_json(out / "best.json", card)
     plot_history(history, out / "curves.png")
-    return {"best_val_acc": best, "best_epoch": best_epoch, "out": str(out), **history_summary(history),
+    best_row = history[best_epoch - 1] if 0 < best_epoch <= len(history) else {}
+    return {"best_val_acc": best_row.get("val_acc", best), "best_val_macro_f1": best_row.get("val_macro_f1"),
+            "select": cfg.select, "best_epoch": best_epoch, "out": str(out), **history_summary(history),
             "hardware": hardware_string(device), "params": count_params(model)}
 
 
@@ -545,6 +554,9 @@ def _write_history(out: Path, history: list[dict]) -> None:
         w.writerows(history)
 
 
+_SELECT_WORDS = {"accuracy": "accuracy", "macro_f1": "macro-F1"}
+
+
 def model_card(model, cfg: TrainConfig, pre: PreprocessConfig, ls, val_metrics: dict, history, device,
                command: str, data_card: dict | None = None) -> dict:
     last = history[-1] if history else {}
@@ -565,7 +577,8 @@ def model_card(model, cfg: TrainConfig, pre: PreprocessConfig, ls, val_metrics: 
         "training": {
             "data": cfg.data,
             "ferplus": cfg.ferplus,
-            "selection": "best validation accuracy (FER-2013 PublicTest); PrivateTest never used in training",
+            "selection": f"best validation {_SELECT_WORDS[cfg.select]} (FER-2013 PublicTest); PrivateTest never "
+                         "used in training",
             "recipe": cfg.to_dict(),
             "command": command,
             "epochs_run": last.get("epoch"),
@@ -578,6 +591,6 @@ def model_card(model, cfg: TrainConfig, pre: PreprocessConfig, ls, val_metrics: 
     if data_card:
         card["training"].update(data_card)
         if "ferplus_rows" in data_card:
-            card["training"]["selection"] = ("best validation accuracy on the FER+ majority labels of FER-2013 "
-                                             "PublicTest; PrivateTest never used in training")
+            card["training"]["selection"] = (f"best validation {_SELECT_WORDS[cfg.select]} on the FER+ majority "
+                                             "labels of FER-2013 PublicTest; PrivateTest never used in training")
     return card
