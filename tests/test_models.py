@@ -143,3 +143,32 @@ def test_shipped_ferplus_model_has_eight_classes_and_fer_plus_metrics():
     assert card["label_set"] == "ferplus8" and "FER+" in card["training"]["selection"]
     # every recorded split was scored on FER+ majority labels (3,153 PrivateTest rows have one), not FER-2013's
     assert card["metrics"]["PrivateTest"]["n"] == 3153 and "contempt" in card["metrics"]["PrivateTest"]["per_class"]
+
+
+def test_cli_models_show_prints_the_card_metrics_and_per_class_table():
+    from typer.testing import CliRunner
+
+    from emotionlab.cli import app
+    from emotionlab.models.hub import aliases, load_card
+
+    if not {"ferplus", "fast", "default"} <= set(aliases()):
+        pytest.skip("shipped models missing in this checkout")
+
+    card = load_card("ferplus")
+    r = CliRunner().invoke(app, ["models", "show", "ferplus"], env={"COLUMNS": "160"})
+    assert r.exit_code == 0, r.output
+    out = r.output
+    assert f"{card['name']} (alias ferplus)" in out and "contempt" in out
+    assert str(card["training"]["command"]).split()[2] in out  # the command that made it
+    pt = card["metrics"]["PrivateTest"]
+    assert "PrivateTest+tta_flip" in out and f"{pt['accuracy']:.4f}" in out
+    table = out.split("per class (PrivateTest)")[1].splitlines()
+    rows = [ln.split() for ln in table if ln.split() and ln.split()[0] in card["labels"]]
+    assert [r[0] for r in rows] == card["labels"]  # one row per class, in the card's order
+    assert rows[-1][1:4] == [f"{pt['per_class']['contempt'][k]:.3f}" for k in ("precision", "recall", "f1")]
+    r = CliRunner().invoke(app, ["models", "show", "fast", "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout) == load_card("fast")
+    r = CliRunner().invoke(app, ["models", "show", "default", "--split", "Public"])
+    assert r.exit_code == 2 and "no metrics entry 'Public'" in r.output and "architecture" not in r.output
+    r = CliRunner().invoke(app, ["models", "show", "nope"])
+    assert r.exit_code == 2 and "no model 'nope'" in r.output

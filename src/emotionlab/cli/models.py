@@ -76,6 +76,85 @@ def models_list(pattern: str = typer.Argument("*", help="Shell-style filter, e.g
     console.print(t)
 
 
+@models_app.command("show")
+def models_show(model: str = typer.Argument("default", help="Shipped name, alias, run directory or .safetensors."),
+                json_out: bool = typer.Option(False, "--json", help="Print the whole model card as JSON."),
+                split: Optional[str] = typer.Option(None, help="Metrics entry for the per-class table "
+                                                               "(default: PrivateTest, else test).")) -> None:
+    """A model's card: labels, preprocessing, training data and recipe, the command that made it, and its metrics
+    per split with the per-class table."""
+    from rich import box
+    from rich.table import Table
+
+    from ..models.hub import aliases, load_card, resolve
+
+    try:
+        wpath, cpath = resolve(model)
+        card = load_card(model)
+    except (FileNotFoundError, ValueError) as e:
+        fail(str(e))
+    name = card.get("name", wpath.stem)
+    metrics = {k: v for k, v in card.get("metrics", {}).items() if isinstance(v, dict) and "accuracy" in v}
+    if split and split not in metrics:
+        fail(f"{name} has no metrics entry {split!r}; it has {', '.join(metrics) or 'none'}")
+    if json_out:
+        print_json(card)
+        return
+    tags = [a for a, t in aliases().items() if t == name and cpath.parent == wpath.parent]
+    tr = card.get("training", {})
+    recipe = tr.get("recipe", {})
+    graph = card.get("onnx_graph")
+    lines = [
+        ("model", f"{name}" + (f" (alias {', '.join(tags)})" if tags else "")),
+        ("architecture", f"{card.get('arch')}: {card.get('params', 0):,} parameters, {card.get('mflops', '?')} MFLOPs, "
+                         f"{card.get('in_size')} px x {card.get('in_chans', 1)} channel(s)"),
+        ("labels", f"{card.get('label_set', '?')}: {', '.join(card.get('labels', []))}"),
+        ("preprocess", ", ".join(f"{k} {v}" for k, v in card.get("preprocess", {}).items())),
+        ("files", f"{wpath}" + (f" + int8 graph {cpath.with_suffix('.onnx').name}" if graph else "")
+                  + (f" (stored {card['storage']})" if isinstance(card.get("storage"), str) else "")),
+    ]
+    if card.get("quantized_from"):
+        lines.append(("quantized from", str(card["quantized_from"])))
+    if tr:
+        lines += [("training data", " + ".join(str(x) for x in (tr.get("data"), tr.get("ferplus")) if x)),
+                  ("selection", str(tr.get("selection", ""))),
+                  ("recipe", ", ".join(f"{k} {recipe[k]}" for k in ("epochs", "optimizer", "lr", "schedule",
+                                                                      "batch_size", "init_from", "select")
+                                       if recipe.get(k) not in (None, ""))),
+                  ("trained", f"best epoch {tr.get('epochs_run', '?')} of {recipe.get('epochs', '?')} on "
+                              f"{tr.get('hardware', '?')}, {tr.get('date', '?')}"),
+                  ("command", str(tr.get("command", "")))]
+    for key in ("task", "intended_use", "license", "known_biases", "group_gaps", "notes", "status", "shipped"):
+        if card.get(key):
+            lines.append((key.replace("_", " "), str(card[key])))
+    t = Table(box=None, show_header=False, pad_edge=False)
+    t.add_column(style="bold", no_wrap=True)
+    t.add_column()
+    for k, v in lines:
+        t.add_row(k, escape(v))
+    console.print(t)
+    if metrics:
+        m = Table(title="metrics", box=box.SIMPLE_HEAD, pad_edge=False)
+        for col in ("split", "accuracy", "macro-F1", "n", "ms/face"):
+            m.add_column(col, justify="left" if col == "split" else "right", no_wrap=col == "split")
+        for k, v in metrics.items():
+            ms = v.get("ms_per_face")
+            m.add_row(escape(k), f"{v['accuracy']:.4f}", f"{v['macro_f1']:.4f}" if "macro_f1" in v else "",
+                      f"{v['n']:,}" if "n" in v else "", f"{ms:.2f}" if isinstance(ms, (int, float)) else "")
+        console.print(m)
+        if card.get("metrics", {}).get("evaluated"):
+            console.print(f"metrics evaluated {card['metrics']['evaluated']}", highlight=False)
+    key = split or next((k for k in ("PrivateTest", "test") if k in metrics), None)
+    if key and metrics[key].get("per_class"):
+        pc = Table(title=f"per class ({escape(key)})", box=box.SIMPLE_HEAD, pad_edge=False)
+        for col in ("class", "precision", "recall", "F1", "support"):
+            pc.add_column(col, justify="left" if col == "class" else "right")
+        for label, r in metrics[key]["per_class"].items():
+            pc.add_row(escape(label), f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}",
+                       f"{int(r['support']):,}")
+        console.print(pc)
+
+
 def train(
     model: Optional[str] = typer.Option(None, "--model", "-m",
                                         help="Architecture name (see `emotionlab models list`); default emonet_s."),
