@@ -603,3 +603,6 @@ def test_input_size_study_trains_each_size_and_rescores_runs_from_elsewhere(tiny
     r = CliRunner().invoke(app, ["study", "input-size", "--data", str(tiny_fer_csv), "--sizes", "100",
                                  "--from-runs", str(tmp_path / "study")])
     assert r.exit_code != 0 and "not a finished run" in " ".join(r.output.split())
+    for bad in ("20,abc", "", "2"):
+        r = CliRunner().invoke(app, ["study", "input-size", "--data", str(tiny_fer_csv), "--sizes", bad])
+        assert r.exit_code == 2 and "expected a comma list of input sides" in " ".join(r.output.split())

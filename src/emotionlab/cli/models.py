@@ -318,7 +318,13 @@ def study_input_size(
     from ..training.studies import input_size_study
 
     try:
-        res = input_size_study(model, data, [int(s) for s in sizes.split(",")], epochs, config,
+        px = [int(v) for v in sizes.split(",")]
+    except ValueError:
+        px = []
+    if not px or min(px) < 8:
+        fail(f"--sizes {sizes!r}: expected a comma list of input sides in pixels (>= 8), e.g. 20,50,100")
+    try:
+        res = input_size_study(model, data, px, epochs, config,
                                out or Path("runs") / f"study-{model}", max_train, from_runs)
     except (FileNotFoundError, ValueError) as e:
         fail(str(e))
