@@ -143,6 +143,9 @@ def test_shipped_ferplus_model_has_eight_classes_and_fer_plus_metrics():
     assert card["label_set"] == "ferplus8" and "FER+" in card["training"]["selection"]
     # every recorded split was scored on FER+ majority labels (3,153 PrivateTest rows have one), not FER-2013's
     assert card["metrics"]["PrivateTest"]["n"] == 3153 and "contempt" in card["metrics"]["PrivateTest"]["per_class"]
+    # its contempt bias was chosen on PublicTest (the test split never read) and it now predicts contempt there
+    assert card["logit_bias"]["chosen_on"].startswith("PublicTest") and card["logit_bias"]["biases"]["contempt"] > 0
+    assert card["metrics"]["PublicTest"]["per_class"]["contempt"]["recall"] > 0
 
 
 def test_cli_models_show_prints_the_card_metrics_and_per_class_table():
