@@ -163,6 +163,7 @@ def test_cli_models_show_prints_the_card_metrics_and_per_class_table():
     out = r.output
     assert f"{card['name']} (alias ferplus)" in out and "contempt" in out
     assert str(card["training"]["command"]).split()[2] in out  # the command that made it
+    assert "logit bias" in out and f"contempt {card['logit_bias']['biases']['contempt']:+.2f}" in out
     pt = card["metrics"]["PrivateTest"]
     assert "PrivateTest+tta_flip" in out and f"{pt['accuracy']:.4f}" in out
     table = out.split("per class (PrivateTest)")[1].splitlines()

@@ -124,6 +124,10 @@ def models_show(model: str = typer.Argument("default", help="Shipped name, alias
                   ("trained", f"best epoch {tr.get('epochs_run', '?')} of {recipe.get('epochs', '?')} on "
                               f"{tr.get('hardware', '?')}, {tr.get('date', '?')}"),
                   ("command", str(tr.get("command", "")))]
+    if card.get("logit_bias"):
+        lb = card["logit_bias"]
+        lines.append(("logit bias", ", ".join(f"{c} {v:+.2f}" for c, v in lb.get("biases", {}).items())
+                      + f" on {lb.get('layer', '?')}, chosen on {lb.get('chosen_on', '?')}: {lb.get('command', '')}"))
     for key in ("task", "intended_use", "license", "known_biases", "group_gaps", "notes", "status", "shipped"):
         if card.get(key):
             lines.append((key.replace("_", " "), str(card[key])))
