@@ -471,6 +471,10 @@ def test_models_ship_fp16_halves_large_tensors_and_records_metrics(tiny_fer_csv,
     monkeypatch.setattr(hub, "WEIGHTS_DIR", tmp_path / "weights")
     run = tmp_path / "run"
     fit(tiny_cfg(tiny_fer_csv, model="emonet_t", epochs=1), run)
+    size = (run / "best.safetensors").stat().st_size  # a limit the float32 file breaks and its half fits
+    monkeypatch.setattr(hub, "MAX_SHIPPED_FILE_BYTES", int(size * 0.7))
+    r = runner.invoke(app, ["models", "ship", str(run), "--name", "tiny_t"])
+    assert r.exit_code == 2 and "try --fp16" in " ".join(r.output.split())
     r = runner.invoke(app, ["models", "ship", str(run), "--name", "tiny_t", "--fp16", "--data", str(tiny_fer_csv)])
     assert r.exit_code == 0, r.output
     sd = load_file(str(tmp_path / "weights" / "tiny_t.safetensors"))
