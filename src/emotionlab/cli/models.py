@@ -504,6 +504,7 @@ def models_tune_bias(
     from ..models.hub import load_model
     from ..training.calibrate import bake_logit_bias, score, tune_logit_bias, view_logits
     from ..training.checkpoint import save_weights, write_json
+    from ..training.engine import predict_proba
     from ..training.evaluation import ferplus_relabel
     from ..training.metrics import classification_metrics
 
@@ -537,8 +538,6 @@ def models_tune_bias(
     zero = np.zeros_like(bias)
     before = {m: score(logits, y, zero, m) for m in ("accuracy", "macro_f1")}
     after = {m: score(logits, y, bias, m) for m in ("accuracy", "macro_f1")}
-    from ..training.engine import predict_proba
-
     probs = predict_proba(lm.model, val.images, lm.preprocess, tta=tta)  # the baked model, as shipped code runs it
     vm = classification_metrics(y, probs.argmax(1), list(lm.labels))
     if abs(vm["accuracy"] - after["accuracy"]) > 1e-9:
