@@ -498,14 +498,11 @@ def models_tune_bias(
     import numpy as np
     import torch
 
-    from ..data.ferplus import wants_ferplus_labels
-    from ..data.labels import get_label_set
-    from ..data.loader import eval_split, load_dataset
     from ..models.hub import load_model
     from ..training.calibrate import bake_logit_bias, score, tune_logit_bias, view_logits
     from ..training.checkpoint import save_weights, write_json
     from ..training.engine import predict_proba
-    from ..training.evaluation import ferplus_relabel
+    from ..training.evaluation import scored_split
     from ..training.metrics import classification_metrics
 
     if (out / "best.safetensors").exists():
@@ -519,13 +516,7 @@ def models_tune_bias(
         if not names or unknown:
             raise ValueError(f"--classes {classes!r}: {', '.join(unknown) or 'none given'} not among the model's "
                              f"labels {', '.join(lm.labels)}")
-        label_set = lm.card.get("label_set", "fer7")
-        ds = load_dataset(data, size=lm.card["in_size"], label_set=label_set)
-        val = eval_split(ds, "val")
-        if wants_ferplus_labels(val, label_set):
-            if ferplus is None:
-                raise ValueError(f"{lm.name} is an 8-class FER+ model: give --ferplus fer2013new.csv")
-            val, _ = ferplus_relabel(val, ferplus, get_label_set("ferplus8"))
+        val, _ = scored_split(lm, data, "val", ferplus)
         logits = view_logits(lm.model, val.images, lm.preprocess, tta)
         idx = [lm.labels.index(c) for c in names]
         y = np.asarray(val.labels)

@@ -34,11 +34,14 @@ def _predict(logits: np.ndarray, bias: np.ndarray) -> np.ndarray:
     return (e / e.sum(-1, keepdims=True)).mean(0).argmax(1)  # the pipeline's TTA: mean of view probabilities
 
 
-def score(logits: np.ndarray, y: np.ndarray, bias: np.ndarray, metric: str) -> float:
-    pred = _predict(logits, bias)
+def _metric(pred: np.ndarray, y: np.ndarray, n_classes: int, metric: str) -> float:
     if metric == "accuracy":
         return float((pred == y).mean())
-    return float(f1_score(y, pred, average="macro", labels=range(logits.shape[-1]), zero_division=0))
+    return float(f1_score(y, pred, average="macro", labels=range(n_classes), zero_division=0))
+
+
+def score(logits: np.ndarray, y: np.ndarray, bias: np.ndarray, metric: str) -> float:
+    return _metric(_predict(logits, bias), y, logits.shape[-1], metric)
 
 
 def tune_logit_bias(logits: np.ndarray, y: np.ndarray, classes: list[int], metric: str = "macro_f1",
@@ -58,8 +61,9 @@ def tune_logit_bias(logits: np.ndarray, y: np.ndarray, classes: list[int], metri
             for v in grid:
                 b = bias.copy()
                 b[c] = v
-                rows.append({"round": r + 1, "class": int(c), "bias": float(v), metric: score(logits, y, b, metric),
-                             "predicted": int((_predict(logits, b) == c).sum())})
+                pred = _predict(logits, b)  # once per grid value: the metric and the count share it
+                rows.append({"round": r + 1, "class": int(c), "bias": float(v),
+                             metric: _metric(pred, y, logits.shape[-1], metric), "predicted": int((pred == c).sum())})
             best = max(rows, key=lambda row: (row[metric], -abs(row["bias"])))
             bias[c] = best["bias"]
             sweep += rows

@@ -94,6 +94,25 @@ def ferplus_relabel(part, ferplus: Path, label_set=None):
     return out, info
 
 
+def scored_split(loaded, data: str | Path, split: str, ferplus: Path | None = None, skip_bad: bool = False,
+                 ignore_unknown: bool = False):
+    """-> (faces, relabel record or None): the split of ``data`` a model is scored on, relabelled by the FER+
+    majority when ``ferplus`` is given (an 8-class FER+ model on FER-2013 rows requires it)."""
+    from ..data.loader import eval_split, load_dataset
+
+    label_set = loaded.card.get("label_set", "fer7")
+    ds = load_dataset(data, size=loaded.card["in_size"], label_set=label_set, skip_bad=skip_bad,
+                      ignore_unknown=ignore_unknown)
+    part = eval_split(ds, split)
+    fp8 = wants_ferplus_labels(part, label_set)
+    if ferplus is not None:
+        return ferplus_relabel(part, ferplus, get_label_set("ferplus8") if fp8 else None)
+    if fp8:
+        raise DataError(data, f"{loaded.name} is an 8-class FER+ model: score it against the FER+ labels of "
+                              "these rows with --ferplus fer2013new.csv")
+    return part, None
+
+
 def run_evaluation(model: str, data: str | Path, split: str = "PrivateTest", tta: str = "none", detect: bool = False,
                    occlude: str | None = None, out: Path | None = None, batch_size: int = 256,
                    skip_bad: bool = False, ignore_unknown: bool = False, quiet: bool = False,
@@ -101,7 +120,6 @@ def run_evaluation(model: str, data: str | Path, split: str = "PrivateTest", tta
     """``backend``: ``auto`` scores a model with a shipped int8 graph through ONNX Runtime (as the pipeline runs
     it) and any other model with PyTorch (their ONNX export agrees to 1e-3); ``onnx`` / ``torch`` force one."""
     from ..cli.common import console
-    from ..data.loader import eval_split, load_dataset
     from ..models.hub import load_model
 
     if backend not in ("auto", "onnx", "torch"):
@@ -128,16 +146,7 @@ def run_evaluation(model: str, data: str | Path, split: str = "PrivateTest", tta
         y_true, probs, data_labels, errors = _detect_eval(loaded, model, data, split, ignore_unknown)
         images = None
     else:
-        ds = load_dataset(data, size=loaded.card["in_size"], label_set=loaded.card.get("label_set", "fer7"),
-                          skip_bad=skip_bad, ignore_unknown=ignore_unknown)
-        part = eval_split(ds, split)
-        relabel = None
-        fp8 = wants_ferplus_labels(part, loaded.card.get("label_set", "fer7"))
-        if ferplus is not None:
-            part, relabel = ferplus_relabel(part, ferplus, get_label_set("ferplus8") if fp8 else None)
-        elif fp8:
-            raise DataError(data, f"{loaded.name} is an 8-class FER+ model: score it against the FER+ labels of "
-                                  "these rows with --ferplus fer2013new.csv")
+        part, relabel = scored_split(loaded, data, split, ferplus, skip_bad, ignore_unknown)
         images, y_true, data_labels = part.images, part.labels, list(part.label_set.labels)
         if use_onnx:
             from ..inference.onnx_export import onnx_predict_proba
