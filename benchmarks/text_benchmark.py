@@ -309,6 +309,7 @@ $B --datasets carer --models finetune_all,ensemble --reuse --ship --select accur
 $B --datasets crowdflower --models finetune_s1,ensemble --reuse --ship --select accuracy   # 2026-11-30
 $B --datasets crowdflower --models finetune_all,ensemble --reuse --ship --select accuracy  # 2026-11-30, weight 0
 $B --datasets crowdflower --refit-trainval --ship --threads 2                              # 2026-12-01
+$B --datasets crowdflower --models tfidf_lr,finetune,finetune_s1,finetune_go,ensemble --select accuracy --threads 2 --ship  # 2026-12-02
 $B --datasets "" --measure-embed     # timing of uncached MiniLM; writes this file
 ```"""
 

@@ -457,19 +457,27 @@ def test_real_text_datasets_read(shared_data):
     assert sum(len(v) for v in cf.values()) == 40000 - (827 + 2187 + 1323 + 179 + 110)  # dropped labels only
 
 
-def test_benchmark_refit_shipped_scores_once_and_ships(corpus, tmp_path, monkeypatch):
-    """text_benchmark --refit-trainval: the shipped model is refit, scored on test, recorded and (with --ship) saved."""
-    import argparse
+@pytest.fixture
+def text_benchmark(tmp_path, monkeypatch):
+    """benchmarks/text_benchmark.py as a module, writing under tmp_path instead of the repository."""
     import importlib.util
     from pathlib import Path
-
-    from emotionlab.text.datasets import TextDataset
 
     root = Path(__file__).resolve().parents[1]
     spec = importlib.util.spec_from_file_location("text_benchmark", root / "benchmarks" / "text_benchmark.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     monkeypatch.setattr(mod, "REPO", tmp_path)
+    return mod
+
+
+def test_benchmark_refit_shipped_scores_once_and_ships(corpus, tmp_path, monkeypatch, text_benchmark):
+    """text_benchmark --refit-trainval: the shipped model is refit, scored on test, recorded and (with --ship) saved."""
+    import argparse
+
+    from emotionlab.text.datasets import TextDataset
+
+    mod = text_benchmark
     monkeypatch.setenv("EMOTIONLAB_CACHE", str(tmp_path / "cache"))
     (tr, ytr), (va, yva) = corpus
     ds = {"train": TextDataset(tr, ytr, LABELS, False, "tiny"), "val": TextDataset(va, yva, LABELS, False, "tiny"),
@@ -530,20 +538,12 @@ def test_finetune_init_encoder_transfers_layers_not_head(tmp_path):
                               init_encoder=str(lr_path)).fit(texts, np.array([0, 0, 1, 1]), ["joy", "sadness"])
 
 
-def test_benchmark_reuse_skips_refit_members(corpus, tmp_path, monkeypatch):
+def test_benchmark_reuse_skips_refit_members(corpus, tmp_path, text_benchmark):
     """--reuse stand-ins: members refit on train + val are not offered (they have seen the validation split)."""
-    import importlib.util
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("text_benchmark", root / "benchmarks" / "text_benchmark.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    monkeypatch.setattr(mod, "REPO", tmp_path)
     (tr, ytr), _ = corpus
     a = TextEmotionClassifier("tfidf_lr", name="tfidf_lr-tiny", C=1.0).fit(tr, ytr, LABELS)
     b = TextEmotionClassifier("naive_bayes", name="naive_bayes-tiny").fit(tr, ytr, LABELS)
     b.card["refit"] = "train+val"
     weights = tmp_path / "src" / "emotionlab" / "text" / "weights"
     TextEmotionClassifier.ensemble([a, b], [0.5, 0.5], name="tiny").save(weights / "tiny")
-    assert list(mod.shipped_members("tiny")) == ["tfidf_lr"]
+    assert list(text_benchmark.shipped_members("tiny")) == ["tfidf_lr"]
