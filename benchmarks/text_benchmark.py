@@ -277,6 +277,18 @@ NOTES = """## Notes
   It was decided before scoring that the refit model ships (its validation score means nothing after training
   on validation), so test was read once: 0.4949 -> 0.4958 (macro-F1 0.4790 -> 0.4811), within the ±0.008
   standard error of a 3,538-text test split. The 0.50 target stays open (-0.004).
+- `finetune_go` (2026-12-02, intermediate-task transfer; `init_encoder`): the same 1-epoch 3-layer CrowdFlower
+  fine-tune, its three tuned layers started from a 1-epoch fine-tune on GoEmotions train (28 labels,
+  multi-label, 43,410 texts, 630 s on 2 threads; `intermediate_encoder`, cached) instead of the packaged
+  MiniLM, with a fresh head. Validation accuracy 0.4918 -> 0.4997 (macro-F1 0.4745 -> 0.4842) against the
+  same recipe from the packaged weights, test 0.4927 -> 0.4927: the validation gain did not carry to test.
+  The same run refit the other members from scratch with `--select accuracy` (tfidf_lr now C 1.0 without class
+  weights: val 0.4551, test 0.4562; finetune / finetune_s1 reproduced their earlier numbers exactly), and the
+  ensemble re-tuned on validation took tfidf_lr 0.2, finetune_s1 0.4, finetune_go 0.4: val 0.5107 (0.5025 for
+  the one before), test 0.4941 (0.4949). A rule fixed before it was scored (ship and refit on train + val if
+  the new ensemble's validation accuracy beats 0.5025) shipped it, and `--refit-trainval` refit it: see the
+  `ensemble_refit` row (test read once). Until 2026-12-02, `--reuse` could also offer the members of a refit
+  ensemble as stand-ins for train-only fits; it no longer does (they have seen validation).
 - Selection metric: validation macro-F1, except CARER (grid, ensemble weights and shipped model on validation
   accuracy) and CrowdFlower (ensemble weights and shipped model on validation accuracy), whose targets are accuracy.
 - GoEmotions (28 labels and the Ekman grouping) is multi-label: one sigmoid per class, per-class thresholds tuned on
@@ -310,6 +322,7 @@ $B --datasets crowdflower --models finetune_s1,ensemble --reuse --ship --select 
 $B --datasets crowdflower --models finetune_all,ensemble --reuse --ship --select accuracy  # 2026-11-30, weight 0
 $B --datasets crowdflower --refit-trainval --ship --threads 2                              # 2026-12-01
 $B --datasets crowdflower --models tfidf_lr,finetune,finetune_s1,finetune_go,ensemble --select accuracy --threads 2 --ship  # 2026-12-02
+$B --datasets crowdflower --refit-trainval --ship --threads 2                              # 2026-12-02
 $B --datasets "" --measure-embed     # timing of uncached MiniLM; writes this file
 ```"""
 
@@ -414,7 +427,7 @@ def write_markdown(results: dict, path: Path, command: str) -> None:
          "with face-model trainings running at the same time (two during the first runs; one training plus another "
          "niced job during the `--continue-finetune` runs; three other single-thread jobs during the 2026-11-30 runs), so "
          "timings are pessimistic. Date: 2026-11-22, except the `finetune_all` / `finetune_s1` rows and the ensembles "
-         "built on them (2026-11-30, on a 2-core AMD EPYC VM); the `ensemble_refit` row 2026-12-01 (same VM, 2 threads)."), "",
+         "built on them (2026-11-30, on a 2-core AMD EPYC VM); the `ensemble_refit` row 2026-12-01 (same VM, 2 threads); the CrowdFlower tfidf_lr, finetune, finetune_s1, finetune_go, ensemble and ensemble_refit rows 2026-12-02 (same VM, 2 threads, nothing else running)."), "",
         ("Hyper-parameters (C, class weights, MLP early stopping) and ensemble weights were tuned on each "
         "validation split; all numbers below are on the **test** split except the two `val` columns (`val "
         "accuracy` where a model card records it). GoEmotions is multi-label: macro-F1 "
