@@ -295,6 +295,13 @@ def test_finetune_tiny_roundtrip(tmp_path):
     m.save(tmp_path / "ft")
     assert (tmp_path / "ft.safetensors").stat().st_size < 5_000_000  # one layer in float16 + head
     assert np.allclose(TextEmotionClassifier.load(tmp_path / "ft").predict_proba(texts), p, atol=2e-3)
+    # a saved model whose head is missing does not load with a random one
+    from safetensors.numpy import load_file, save_file
+
+    arrays = load_file(str(tmp_path / "ft.safetensors"))
+    save_file({k: v for k, v in arrays.items() if ".head." not in f".{k}"}, str(tmp_path / "ft.safetensors"))
+    with pytest.raises(RuntimeError, match="Missing key"):
+        TextEmotionClassifier.load(tmp_path / "ft")
 
 
 def test_finetune_continue_keeps_validation_best():

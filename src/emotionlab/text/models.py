@@ -569,7 +569,7 @@ class _FineTune(_Backend):
             if outside:
                 raise ValueError(f"init weights hold layers this fine-tune keeps frozen ({outside[0][4:]}); "
                                  f"tune at least as many layers as the model they come from")
-            self._load_tuned(init)
+            self._load_tuned(init, head=any(k.startswith("head.") for k in init))
         params = [{"params": [q for q in self.enc.parameters() if q.requires_grad], "lr": p["lr"]},
                   {"params": self.head.parameters(), "lr": p["head_lr"]}]
         opt = torch.optim.AdamW(params, weight_decay=0.01)
@@ -641,7 +641,8 @@ class _FineTune(_Backend):
         sd.update({f"head.{k}": v.detach().clone().numpy() for k, v in self.head.state_dict().items()})
         return sd
 
-    def _load_tuned(self, arrays: dict[str, np.ndarray]) -> None:
+    def _load_tuned(self, arrays: dict[str, np.ndarray], head: bool = True) -> None:
+        """Load tuned layers (and, with ``head``, the head, which must then be there: a saved model needs it)."""
         import torch
 
         enc = {k[4:]: torch.from_numpy(np.asarray(v, np.float32)) for k, v in arrays.items() if k.startswith("enc.")}
@@ -649,9 +650,9 @@ class _FineTune(_Backend):
         if missing:
             raise ValueError(f"fine-tuned weights do not fit MiniLM: {missing[:3]}")
         self.enc.load_state_dict(enc, strict=False)
-        head = {k[5:]: torch.from_numpy(np.asarray(v, np.float32)) for k, v in arrays.items() if k.startswith("head.")}
-        if head:  # encoder-only arrays (an intermediate task with another label set) keep the fresh head
-            self.head.load_state_dict(head)
+        if head:  # without it (an intermediate task's encoder, another label set) the fresh head stays
+            self.head.load_state_dict({k[5:]: torch.from_numpy(np.asarray(v, np.float32))
+                                       for k, v in arrays.items() if k.startswith("head.")})
 
     def scores(self, texts):
         import torch
