@@ -69,7 +69,8 @@ GRID_OVERRIDES["crowdflower"]["finetune_ls"] = [{"train_layers": 3, "epochs": 2,
 #: ``init_encoder`` is filled in at run time with the path of that cached model.
 GRID_OVERRIDES["crowdflower"]["finetune_go"] = [{"train_layers": 3, "epochs": 1, "lr": 8e-5, "max_length": 64,
                                                  "init_encoder": "goemotions"}]
-GRID_OVERRIDES["tweeteval"]["finetune_go"] = [dict(GRID_OVERRIDES["tweeteval"]["finetune"][0], init_encoder="goemotions")]
+GRID_OVERRIDES["tweeteval"]["finetune_go"] = [dict(GRID_OVERRIDES["tweeteval"]["finetune"][0],
+                                                    init_encoder="goemotions")]
 #: the intermediate fine-tune: same layers and rate, 1 epoch, seed 0, no validation selection (it is a start point)
 INTERMEDIATE = {"train_layers": 3, "epochs": 1, "lr": 8e-5, "max_length": 64}
 #: benchmark slot -> model kind (a slot is one member of the ensemble; two slots may share a kind)
@@ -184,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"   {kind}: reusing {saved / kind}.json", flush=True)
             else:
                 grid = GRID_OVERRIDES.get(ds_name, {}).get(kind)
-                if grid and any("init_encoder" in g for g in grid):
+                if grid:  # a named start point becomes the path of its cached intermediate fine-tune
                     grid = [dict(g, init_encoder=str(intermediate_encoder(g["init_encoder"], args.data)))
                             if "init_encoder" in g else g for g in grid]
                 init = None

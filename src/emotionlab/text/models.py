@@ -512,10 +512,10 @@ class _FineTune(_Backend):
 
     def __init__(self, train_layers: int = 3, epochs: int = 4, lr: float = 6e-5, head_lr: float = 2e-3,
                  batch_size: int = 32, max_length: int = 64, seed: int = 0, warmup: float = 0.1,
-                 evals_per_epoch: int = 1, init_encoder: str | None = None, **params):
+                 evals_per_epoch: int = 1, **params):
         super().__init__(train_layers=train_layers, epochs=epochs, lr=lr, head_lr=head_lr, batch_size=batch_size,
                          max_length=max_length, seed=seed, warmup=warmup, evals_per_epoch=evals_per_epoch,
-                         **({"init_encoder": init_encoder} if init_encoder else {}), **params)
+                         **params)
         self.history: list[dict] = []
         self.encoder_source: dict | None = None
 
@@ -564,12 +564,13 @@ class _FineTune(_Backend):
         self._build(n_classes)
         if init is None and p.get("init_encoder"):
             init = self._encoder_from(p["init_encoder"])
+        has_head = init is not None and any(k.startswith("head.") for k in init)
         if init is not None:
             outside = [k for k in init if k.startswith("enc.") and not any(k[4:].startswith(t) for t in self.tuned)]
             if outside:
                 raise ValueError(f"init weights hold layers this fine-tune keeps frozen ({outside[0][4:]}); "
                                  f"tune at least as many layers as the model they come from")
-            self._load_tuned(init, head=any(k.startswith("head.") for k in init))
+            self._load_tuned(init, head=has_head)
         params = [{"params": [q for q in self.enc.parameters() if q.requires_grad], "lr": p["lr"]},
                   {"params": self.head.parameters(), "lr": p["head_lr"]}]
         opt = torch.optim.AdamW(params, weight_decay=0.01)
@@ -605,7 +606,7 @@ class _FineTune(_Backend):
             self.enc.train()
             self.head.train()
 
-        if init is not None and any(k.startswith("head.") for k in init):  # a fresh head scores nothing yet
+        if has_head:  # a fresh head (intermediate-task encoder) scores nothing yet
             checkpoint(0.0)
         for ep in range(p["epochs"]):
             self.enc.train()
