@@ -295,10 +295,22 @@ def test_finetune_tiny_roundtrip(tmp_path):
     m.save(tmp_path / "ft")
     assert (tmp_path / "ft.safetensors").stat().st_size < 5_000_000  # one layer in float16 + head
     assert np.allclose(TextEmotionClassifier.load(tmp_path / "ft").predict_proba(texts), p, atol=2e-3)
-    # a saved model whose head is missing does not load with a random one
+    # fine-tunes in one process share the packaged, frozen MiniLM tensors (one copy) but not their tuned layers
+    a, b = (TextEmotionClassifier.load(tmp_path / "ft").backend.enc for _ in range(2))
+    assert a.embeddings.word_embeddings.weight.data_ptr() == b.embeddings.word_embeddings.weight.data_ptr()
+    assert a.encoder.layer[0].output.dense.weight.data_ptr() == m.backend.enc.encoder.layer[0].output.dense.weight.data_ptr()
+    assert a.encoder.layer[-1].output.dense.weight.data_ptr() != b.encoder.layer[-1].output.dense.weight.data_ptr()
     from safetensors.numpy import load_file, save_file
 
     arrays = load_file(str(tmp_path / "ft.safetensors"))
+    # a file that would overwrite a frozen (shared) layer is refused
+    bad = dict(arrays, **{"enc.encoder.layer.0.output.dense.bias": np.zeros(384, np.float16)})
+    save_file(bad, str(tmp_path / "bad.safetensors"))
+    (tmp_path / "bad.json").write_text((tmp_path / "ft.json").read_text())
+    with pytest.raises(ValueError, match="keeps frozen"):
+        TextEmotionClassifier.load(tmp_path / "bad")
+    assert np.allclose(TextEmotionClassifier.load(tmp_path / "ft").predict_proba(texts), p, atol=2e-3)
+    # a saved model whose head is missing does not load with a random one
     save_file({k: v for k, v in arrays.items() if ".head." not in f".{k}"}, str(tmp_path / "ft.safetensors"))
     with pytest.raises(RuntimeError, match="Missing key"):
         TextEmotionClassifier.load(tmp_path / "ft")
@@ -554,3 +566,55 @@ def test_benchmark_reuse_skips_refit_members(corpus, tmp_path, text_benchmark):
     weights = tmp_path / "src" / "emotionlab" / "text" / "weights"
     TextEmotionClassifier.ensemble([a, b], [0.5, 0.5], name="tiny").save(weights / "tiny")
     assert list(text_benchmark.shipped_members("tiny")) == ["tfidf_lr"]
+
+
+def test_finetune_int8_storage_scores_as_saved(tmp_path):
+    """quantize(): int8 weight matrices, about half the bytes; the model in memory is the one a reload gives."""
+    from emotionlab.text.datasets import TextDataset
+    from emotionlab.text.train import refit_train_val
+
+    texts = ["so happy today", "great joy", "i am sad", "tears and grief"]
+    y = np.array([0, 0, 1, 1])
+    ft = TextEmotionClassifier("finetune", train_layers=1, epochs=1, max_length=12, batch_size=2)
+    ft.fit(texts, y, ["joy", "sadness"])
+    p16, n16 = ft.predict_proba(texts), ft.nbytes()
+    lr = TextEmotionClassifier("tfidf_lr", C=1.0).fit(texts * 3, np.tile(y, 3), ["joy", "sadness"])
+    ens = TextEmotionClassifier.ensemble([lr, ft], [0.5, 0.5]).quantize()  # walks into the members
+    assert ft.backend.storage == "int8" and ft.card["weight_storage"].startswith("int8")
+    assert 0.45 < ft.nbytes() / n16 < 0.55
+    p8 = ft.predict_proba(texts)
+    assert not np.array_equal(p8, p16) and np.abs(p8 - p16).max() < 0.05  # rounded, not broken
+    ens.save(tmp_path / "ens")
+    back = TextEmotionClassifier.load(tmp_path / "ens")
+    assert back.members[1].backend.storage == "int8"
+    assert np.abs(back.members[1].predict_proba(texts) - p8).max() < 1e-6  # (tfidf_lr's coef is float16 as saved)
+    from safetensors.numpy import load_file
+
+    arrays = load_file(str(tmp_path / "ens.safetensors"))
+    q8 = [k for k in arrays if k.endswith(".q8")]
+    assert q8 and all(arrays[k].dtype == np.int8 for k in q8)
+    # a refit keeps the storage it was chosen with
+    ds = TextDataset(texts, y, ["joy", "sadness"], False, "tiny")
+    assert refit_train_val(ft, {"train": ds, "val": ds}, log=lambda *_: None).backend.storage == "int8"
+
+
+def test_benchmark_refit_of_int8_ensemble_keeps_int8(corpus, tmp_path, monkeypatch, text_benchmark):
+    """--refit-trainval on an ensemble with int8 fine-tunes: row 'ensemble_int8_refit', members stay int8."""
+    import argparse
+
+    from emotionlab.text.datasets import TextDataset
+
+    monkeypatch.setenv("EMOTIONLAB_CACHE", str(tmp_path / "cache"))
+    (tr, ytr), (va, yva) = corpus
+    ds = {"train": TextDataset(tr, ytr, LABELS, False, "tiny"), "val": TextDataset(va, yva, LABELS, False, "tiny"),
+          "test": TextDataset(va, yva, LABELS, False, "tiny")}
+    lr = TextEmotionClassifier("tfidf_lr", name="tfidf_lr-tiny", C=1.0).fit(tr, ytr, LABELS)
+    ft = TextEmotionClassifier("finetune", name="finetune-tiny", train_layers=1, epochs=1, max_length=12,
+                               batch_size=8).fit(tr, ytr, LABELS)
+    weights = tmp_path / "src" / "emotionlab" / "text" / "weights"
+    TextEmotionClassifier.ensemble([lr, ft], [0.5, 0.5], name="tiny").quantize().save(weights / "tiny")
+    rows: dict = {}
+    text_benchmark.refit_shipped("tiny", ds, argparse.Namespace(ship=True), lambda k, v: rows.__setitem__(k, v))
+    assert rows["tiny/shipped"] == "ensemble_int8_refit" and "tiny/ensemble_int8_refit" in rows
+    shipped = TextEmotionClassifier.load(weights / "tiny.json")
+    assert shipped.members[1].backend.storage == "int8" and shipped.members[1].card["refit"] == "train+val"

