@@ -175,13 +175,15 @@ def main(argv: list[str] | None = None) -> None:
                 if not (saved / f"{slot}.json").exists():
                     m.save(saved / slot)
                     print(f"   {slot}: taken from the shipped {ds_name} ensemble", flush=True)
+        row_keys = {}  # slot -> its row in the results file ("<slot>_int8" for int8 fine-tunes and ensembles)
         if args.reuse and "ensemble" in kinds:  # an ensemble needs its members even when not re-listed
             kinds_here = [k for k in MEMBER_SLOTS if k not in kinds and (saved / f"{k}.json").exists()]
             for k in kinds_here:
                 fitted[k] = TextEmotionClassifier.load(saved / f"{k}.json")
-                if args.int8:
+                row_keys[k] = k
+                if args.int8 and SLOTS[k] == "finetune":
                     fitted[k].quantize()
-        row_keys = {}
+                    row_keys[k] = f"{k}_int8"
         for kind in kinds:
             if kind not in SLOTS and kind != "ensemble":
                 sys.exit(f"--models: unknown slot {kind!r}; expected {', '.join(SLOTS)} or ensemble")
@@ -244,7 +246,7 @@ def main(argv: list[str] | None = None) -> None:
                     return mm.card["val_accuracy"]
                 return mm.card.get("val_macro_f1", -1)
 
-            fits = [k for k, mm in fitted.items() if k in row_keys and mm.nbytes() <= ARRAY_BUDGET]
+            fits = [k for k, mm in fitted.items() if mm.nbytes() <= ARRAY_BUDGET]
             slot = max(fits, key=lambda k: val_score(fitted[k]))
             best = fitted[slot]
             best.name = ds_name

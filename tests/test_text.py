@@ -618,3 +618,25 @@ def test_benchmark_refit_of_int8_ensemble_keeps_int8(corpus, tmp_path, monkeypat
     assert rows["tiny/shipped"] == "ensemble_int8_refit" and "tiny/ensemble_int8_refit" in rows
     shipped = TextEmotionClassifier.load(weights / "tiny.json")
     assert shipped.members[1].backend.storage == "int8" and shipped.members[1].card["refit"] == "train+val"
+
+
+def test_benchmark_int8_rows_and_ship(tmp_path, monkeypatch, text_benchmark):
+    """text_benchmark --int8: fine-tune and ensemble rows '<slot>_int8', the cache keeps float16, the shipped key
+    names the row of the model that shipped."""
+    import json
+
+    d = _tweeteval_dir(tmp_path)
+    monkeypatch.setenv("EMOTIONLAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(text_benchmark, "STORE", tmp_path / "results.json")
+    monkeypatch.setitem(text_benchmark.GRID_OVERRIDES, "tweeteval",
+                        {"finetune": [{"train_layers": 1, "epochs": 1, "max_length": 12, "batch_size": 8}]})
+    text_benchmark.main(["--data", str(d), "--datasets", "tweeteval", "--models", "tfidf_lr,finetune,ensemble",
+                         "--int8", "--ship", "--markdown", str(tmp_path / "r.md")])
+    rows = json.loads((tmp_path / "results.json").read_text())
+    assert {"tweeteval/tfidf_lr", "tweeteval/finetune_int8", "tweeteval/ensemble_int8"} <= set(rows)
+    assert "tweeteval/finetune" not in rows and f"tweeteval/{rows['tweeteval/shipped']}" in rows
+    cached = TextEmotionClassifier.load(tmp_path / "cache" / "text_models" / "tweeteval" / "finetune.json")
+    assert cached.backend.storage == "float16"
+    shipped = TextEmotionClassifier.load(tmp_path / "src" / "emotionlab" / "text" / "weights" / "tweeteval.json")
+    assert shipped.card["test"]["accuracy"] == rows[f"tweeteval/{rows['tweeteval/shipped']}"]["accuracy"]
+    assert "| tweeteval | finetune_int8 |" in (tmp_path / "r.md").read_text()
