@@ -181,10 +181,9 @@ def main(argv: list[str] | None = None) -> None:
             kinds_here = [k for k in MEMBER_SLOTS if k not in kinds and (saved / f"{k}.json").exists()]
             for k in kinds_here:
                 fitted[k] = TextEmotionClassifier.load(saved / f"{k}.json")
-                row_keys[k] = k
-                if args.int8 and SLOTS[k] == "finetune":
+                if args.int8:
                     fitted[k].quantize()
-                    row_keys[k] = f"{k}_int8"
+                row_keys[k] = row_key(k, fitted[k])
         for kind in kinds:
             if kind not in SLOTS and kind != "ensemble":
                 sys.exit(f"--models: unknown slot {kind!r}; expected {', '.join(SLOTS)} or ensemble")
@@ -226,11 +225,10 @@ def main(argv: list[str] | None = None) -> None:
                     model.card["train_subset"] = limit
                 model.card["train_seconds"] = model.card.pop("train_seconds_total", model.card.get("train_seconds"))
                 model.save(saved / kind)
-            int8 = args.int8 and (kind == "ensemble" or SLOTS[kind] == "finetune")
-            if int8:
+            if args.int8 and kind != "ensemble":  # an ensemble's members are int8 already
                 model.quantize()  # after the cache save: the cache keeps the float16 fit
             fitted[kind] = model
-            row_keys[kind] = key = kind + ("_int8" if int8 else "")
+            row_keys[kind] = key = row_key(kind, model)
             m = evaluate_model(model, test)
             row = result_row(key, ds_name, model, m)
             results = record(f"{ds_name}/{key}", row)
@@ -402,6 +400,12 @@ def result_row(key: str, ds_name: str, model, m: dict) -> dict:
             "params": model.params if model.kind != "ensemble" else {"weights": model.weights}}
 
 
+def row_key(slot: str, model) -> str:
+    """A slot's row in the results file: ``<slot>_int8`` when the model holds int8 fine-tunes (``--int8``)."""
+    int8 = any(m.kind == "finetune" and m.backend.storage == "int8" for m in model.members or [model])
+    return f"{slot}_int8" if int8 else slot
+
+
 def refit_shipped(ds_name: str, splits: dict, args, record) -> None:
     """``--refit-trainval``: the shipped model refit on train + val, scored once on test, shipped with --ship.
 
@@ -421,8 +425,7 @@ def refit_shipped(ds_name: str, splits: dict, args, record) -> None:
     model = refit_train_val(shipped, splits)
     model.card["train_seconds"] = round(time.perf_counter() - t0, 1)
     m = evaluate_model(model, splits["test"])
-    int8 = any(m.kind == "finetune" and m.backend.storage == "int8" for m in shipped.members or [shipped])
-    key = f"{shipped.kind}{'_int8' if int8 else ''}_refit"  # the row names of the main loop, + _refit
+    key = f"{row_key(shipped.kind, shipped)}_refit"
     record(f"{ds_name}/{key}", {**result_row(key, ds_name, model, m), "refit_from_test_accuracy": before})
     print(f"   {key:12s} test acc {m['accuracy']:.4f} macro-F1 {m['macro_f1']:.4f} "
           f"({model.card['train_seconds']}s refit; shipped model before: {before})", flush=True)
@@ -495,7 +498,7 @@ def write_markdown(results: dict, path: Path, command: str) -> None:
          "with face-model trainings running at the same time (two during the first runs; one training plus another "
          "niced job during the `--continue-finetune` runs; three other single-thread jobs during the 2026-11-30 runs), so "
          "timings are pessimistic. Date: 2026-11-22, except the `finetune_all` / `finetune_s1` rows and the ensembles "
-         "built on them (2026-11-30, on a 2-core AMD EPYC VM); the `ensemble_refit` row 2026-12-01 (same VM, 2 threads); the CrowdFlower tfidf_lr, finetune, finetune_s1, finetune_go, ensemble and ensemble_refit rows and the TweetEval finetune_go and ensemble rows 2026-12-02 (same VM, 2 threads, nothing else running; the TweetEval ensemble row re-tuned reused members, so its train s counts the tuning only); the CrowdFlower finetune_go_s1, finetune_go_s2, ensemble_int8 and ensemble_int8_refit rows the GoEmotions finetune and ensemble rows and the CARER finetune_go_int8 and ensemble_int8 rows 2026-12-02, second session (same VM, 2 threads, nothing else running except during the GoEmotions ensemble row's first run; the ensemble_int8 and GoEmotions ensemble train s count the tuning only)."), "",
+         "built on them (2026-11-30, on a 2-core AMD EPYC VM); the `ensemble_refit` row 2026-12-01 (same VM, 2 threads); the CrowdFlower tfidf_lr, finetune, finetune_s1, finetune_go, ensemble and ensemble_refit rows and the TweetEval finetune_go and ensemble rows 2026-12-02 (same VM, 2 threads, nothing else running; the TweetEval ensemble row re-tuned reused members, so its train s counts the tuning only); the CrowdFlower finetune_go_s1, finetune_go_s2, ensemble_int8 and ensemble_int8_refit rows, the GoEmotions finetune and ensemble rows and the CARER finetune_go_int8 and ensemble_int8 rows 2026-12-02, second session (same VM, 2 threads, nothing else running except during the GoEmotions ensemble row's first run; the ensemble_int8 and GoEmotions ensemble train s count the tuning only)."), "",
         ("Hyper-parameters (C, class weights, MLP early stopping) and ensemble weights were tuned on each "
         "validation split; all numbers below are on the **test** split except the two `val` columns (`val "
         "accuracy` where a model card records it). GoEmotions is multi-label: macro-F1 "

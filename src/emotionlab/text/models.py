@@ -586,11 +586,7 @@ class _FineTune(_Backend):
         if init is None and p.get("init_encoder"):
             init = self._encoder_from(p["init_encoder"])
         has_head = init is not None and any(k.startswith("head.") for k in init)
-        if init is not None:
-            outside = [k for k in init if k.startswith("enc.") and not any(k[4:].startswith(t) for t in self.tuned)]
-            if outside:
-                raise ValueError(f"init weights hold layers this fine-tune keeps frozen ({outside[0][4:]}); "
-                                 f"tune at least as many layers as the model they come from")
+        if init is not None:  # _load_tuned refuses init layers this fine-tune keeps frozen
             self._load_tuned(init, head=has_head)
         params = [{"params": [q for q in self.enc.parameters() if q.requires_grad], "lr": p["lr"]},
                   {"params": self.head.parameters(), "lr": p["head_lr"]}]
@@ -673,7 +669,8 @@ class _FineTune(_Backend):
             raise ValueError(f"fine-tuned weights do not fit MiniLM: {missing[:3]}")
         frozen = [k for k in enc if not any(k.startswith(t) for t in self.tuned)]
         if frozen:  # the frozen layers are the packaged ones, shared with every other fine-tune in the process
-            raise ValueError(f"fine-tuned weights hold layers this model keeps frozen: {frozen[:3]}")
+            raise ValueError(f"fine-tuned weights hold layers this model keeps frozen ({frozen[0]}); tune at "
+                             f"least as many layers as the model they come from")
         self.enc.load_state_dict(enc, strict=False)
         if head:  # without it (an intermediate task's encoder, another label set) the fresh head stays
             self.head.load_state_dict({k[5:]: torch.from_numpy(np.asarray(v, np.float32))
@@ -698,13 +695,9 @@ class _FineTune(_Backend):
         The weights in memory are set to exactly what a reload gives, so a model scored after ``quantize`` is
         the model that ships.
         """
-        import torch
-
-        tuned = {k[4:]: v for k, v in self._stored(self._tuned_state(), "int8").items()
-                 if k.startswith("enc.")}
-        self.enc.load_state_dict({k: torch.from_numpy(v) for k, v in self._unstored(tuned, "int8").items()},
-                                 strict=False)
-        self.storage = "int8"
+        if self.storage != "int8":  # once: the weights already are what a reload gives
+            self._load_tuned(self._unstored(self._stored(self._tuned_state(), "int8"), "int8"))
+            self.storage = "int8"
 
     def _stored(self, tuned: dict[str, np.ndarray], storage: str | None = None) -> dict[str, np.ndarray]:
         """The arrays a save writes: encoder tensors in float16, or int8 codes + scales for weight matrices."""
