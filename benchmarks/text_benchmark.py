@@ -14,7 +14,8 @@ Model slots: ``naive_bayes``, ``tfidf_lr``, ``tfidf_svm`` (the same TF-IDF featu
 cross-validated training scores), ``embed_lr``, ``embed_mlp``, ``finetune`` (top 3 MiniLM layers),
 ``finetune_all`` (all 6 layers), ``finetune_s1`` (the 3-layer fine-tune from seed 1), ``finetune_ls`` (3 layers,
 2 epochs, label smoothing 0.1, seed 2; these three with their own grids in ``GRID_OVERRIDES``), ``finetune_go``
-(started from a GoEmotions fine-tune) and its seeds ``finetune_go_s1`` / ``finetune_go_s2``, and ``ensemble``.
+(started from a GoEmotions fine-tune), its seeds ``finetune_go_s1`` / ``finetune_go_s2``, ``finetune_go_ls`` (that
+start with finetune_ls's schedule, seed 3), and ``ensemble``.
 ``--int8`` scores and ensembles the fine-tunes with int8 weight storage (``TextEmotionClassifier.quantize``). ``--reuse`` loads fitted slots from ``cache_dir()/text_models/<dataset>/``, and falls back to the members of the shipped ensemble, so a
 fresh clone can add one new member without refitting the others.
 """
@@ -78,6 +79,10 @@ GRID_OVERRIDES["crowdflower"]["finetune_go"] = [{"train_layers": 3, "epochs": 1,
 for _seed in (1, 2):
     GRID_OVERRIDES["crowdflower"][f"finetune_go_s{_seed}"] = [dict(GRID_OVERRIDES["crowdflower"]["finetune_go"][0],
                                                                     seed=_seed)]
+#: the two best single-model ideas together: the GoEmotions start point and finetune_ls's 2-epoch, label-smoothed
+#: schedule (checkpoint every half epoch, chosen on validation), seed 3
+GRID_OVERRIDES["crowdflower"]["finetune_go_ls"] = [dict(GRID_OVERRIDES["crowdflower"]["finetune_ls"][0], seed=3,
+                                                         init_encoder="goemotions")]
 GRID_OVERRIDES["tweeteval"]["finetune_go"] = [dict(GRID_OVERRIDES["tweeteval"]["finetune"][0],
                                                     init_encoder="goemotions")]
 GRID_OVERRIDES["carer"]["finetune_go"] = [dict(GRID_OVERRIDES["carer"]["finetune"][0], init_encoder="goemotions")]
@@ -87,9 +92,9 @@ INTERMEDIATE = {"train_layers": 3, "epochs": 1, "lr": 8e-5, "max_length": 64}
 SLOTS = {"naive_bayes": "naive_bayes", "tfidf_lr": "tfidf_lr", "tfidf_svm": "tfidf_svm", "embed_lr": "embed_lr",
          "embed_mlp": "embed_mlp",
          "finetune": "finetune", "finetune_all": "finetune", "finetune_s1": "finetune", "finetune_ls": "finetune",
-         "finetune_go": "finetune", "finetune_go_s1": "finetune", "finetune_go_s2": "finetune"}
+         "finetune_go": "finetune", "finetune_go_s1": "finetune", "finetune_go_s2": "finetune", "finetune_go_ls": "finetune"}
 MEMBER_SLOTS = ("tfidf_lr", "tfidf_svm", "embed_lr", "embed_mlp", "finetune", "finetune_all", "finetune_s1",
-                "finetune_ls", "finetune_go", "finetune_go_s1", "finetune_go_s2")
+                "finetune_ls", "finetune_go", "finetune_go_s1", "finetune_go_s2", "finetune_go_ls")
 STORE = REPO / "docs" / "results_text.json"
 
 #: ``--continue-finetune``: more epochs on top of the cached fine-tune (a fresh, lower one-cycle schedule;

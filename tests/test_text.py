@@ -640,3 +640,35 @@ def test_benchmark_int8_rows_and_ship(tmp_path, monkeypatch, text_benchmark):
     shipped = TextEmotionClassifier.load(tmp_path / "src" / "emotionlab" / "text" / "weights" / "tweeteval.json")
     assert shipped.card["test"]["accuracy"] == rows[f"tweeteval/{rows['tweeteval/shipped']}"]["accuracy"]
     assert "| tweeteval | finetune_int8 |" in (tmp_path / "r.md").read_text()
+
+
+def test_ensemble_of_finetunes_runs_shared_frozen_layers_once(monkeypatch):
+    """Fine-tunes sharing frozen layers compute them once in an ensemble, with the same probabilities."""
+    from emotionlab.text import models as tm
+
+    texts = ["so happy today", "great joy", "i am sad", "tears and grief", "meh"]
+    y = np.array([0, 0, 1, 1, 1])
+    fts = [TextEmotionClassifier("finetune", train_layers=k, epochs=1, max_length=12, batch_size=2, seed=k)
+           .fit(texts, y, ["joy", "sadness"]) for k in (1, 2)]
+    deep = TextEmotionClassifier("finetune", train_layers=6, epochs=1, max_length=12, batch_size=2)
+    deep.fit(texts, y, ["joy", "sadness"])  # every layer tuned: nothing to share
+    lr = TextEmotionClassifier("tfidf_lr", C=1.0).fit(texts * 3, np.tile(y, 3), ["joy", "sadness"])
+    members, weights = [lr, *fts, deep], [0.1, 0.4, 0.3, 0.2]
+    separate = sum(w * m.predict_proba(texts) for m, w in zip(members, weights))
+    calls = []
+    real = tm._FineTune.shared_scores
+    monkeypatch.setattr(tm._FineTune, "shared_scores",
+                        staticmethod(lambda bs, t: calls.append(len(bs)) or real(bs, t)))
+    shared = TextEmotionClassifier.ensemble(members, weights).predict_proba(texts)
+    assert calls == [2]  # the two partly frozen fine-tunes together; the 6-layer one and tfidf_lr on their own
+    assert np.abs(shared - separate).max() < 1e-6
+    # the trunk runs the layers frozen in both (4 of 6), each tail the rest of its own
+    assert fts[0].backend.n_frozen == 5 and fts[1].backend.n_frozen == 4 and deep.backend.n_frozen == 0
+    assert len(fts[1].backend._view(4, None, embed=False).encoder.layer) == 2
+    assert len(fts[1].backend.enc.encoder.layer) == 6  # views leave the model itself untouched
+    # different max_length: different tokens, so no sharing
+    other = TextEmotionClassifier("finetune", train_layers=1, epochs=1, max_length=8, batch_size=2)
+    other.fit(texts, y, ["joy", "sadness"])
+    assert not fts[0].backend._shares_frozen(other.backend, 5)
+    with pytest.raises(ValueError, match="do not share"):
+        tm._FineTune.shared_scores([fts[0].backend, other.backend], texts)

@@ -557,17 +557,83 @@ class _FineTune(_Backend):
                 prm.data = shared.setdefault(name, prm.data)
         self.head = torch.nn.Linear(self.enc.config.hidden_size, n_out)
 
-    def _forward(self, texts: list[str]):
-        import torch
-
+    def _tokens(self, texts: list[str]):
         from .normalize import normalize_for_embedding
 
-        b = self.tok([normalize_for_embedding(t) for t in texts], padding=True, truncation=True,
-                     max_length=int(self.params["max_length"]), return_tensors="pt")
-        h = self.enc(**b).last_hidden_state
-        m = b["attention_mask"].unsqueeze(-1).to(h.dtype)
+        return self.tok([normalize_for_embedding(t) for t in texts], padding=True, truncation=True,
+                        max_length=int(self.params["max_length"]), return_tensors="pt")
+
+    def _pool_head(self, h, mask):
+        import torch
+
+        m = mask.unsqueeze(-1).to(h.dtype)
         pooled = (h * m).sum(1) / m.sum(1).clamp(min=1)  # mean pooling, as all-MiniLM-L6-v2 was trained
         return self.head(torch.nn.functional.normalize(pooled, dim=-1) * 10.0)
+
+    def _forward(self, texts: list[str]):
+        b = self._tokens(texts)
+        return self._pool_head(self.enc(**b).last_hidden_state, b["attention_mask"])
+
+    @property
+    def n_frozen(self) -> int:
+        """How many bottom transformer layers stay at the packaged (shared) weights."""
+        return len(self.enc.encoder.layer) - len(self.tuned)
+
+    def _shares_frozen(self, other: _FineTune, n: int) -> bool:
+        """True when ``other`` uses the very same tensors for the embeddings and the bottom ``n`` layers."""
+        mine = dict(self.enc.named_parameters())
+        bottom = ("embeddings.",) + tuple(f"encoder.layer.{i}." for i in range(n))
+        return (self.params["max_length"] == other.params["max_length"]
+                and all(q.data_ptr() == mine[k].data_ptr() for k, q in other.enc.named_parameters()
+                        if k.startswith(bottom) and k in mine))
+
+    def _view(self, start: int, stop: int | None, embed: bool):
+        """This encoder running only layers [start, stop), its modules shared (nothing is copied or swapped, so
+        concurrent callers are safe); ``embed=False`` takes hidden states through ``inputs_embeds``."""
+        import copy
+
+        import torch
+
+        class _Passthrough(torch.nn.Module):
+            def forward(self, inputs_embeds=None, **_):
+                return inputs_embeds
+
+        enc, encoder = copy.copy(self.enc), copy.copy(self.enc.encoder)
+        enc._modules, encoder._modules = dict(self.enc._modules), dict(self.enc.encoder._modules)
+        encoder.layer = torch.nn.ModuleList(list(self.enc.encoder.layer)[start:stop])
+        enc.encoder, enc.pooler = encoder, None
+        if not embed:
+            enc.embeddings = _Passthrough()
+        return enc.eval()
+
+    @staticmethod
+    def shared_scores(backends: list[_FineTune], texts: list[str]) -> list[np.ndarray]:
+        """Each fine-tune's probabilities from one pass through the frozen layers they share.
+
+        Fine-tunes of one process hold the same frozen packaged-MiniLM tensors (``_FROZEN_MINILM``), so their
+        embeddings and untuned layers give identical hidden states: computing those once turns k 3-layer
+        fine-tunes from 6k layer passes per text into 3 + 3k. Equal to ``scores`` of each member.
+        """
+        import torch
+
+        ref = backends[0]
+        n = min(b.n_frozen for b in backends)
+        if not all(ref._shares_frozen(b, n) for b in backends[1:]):
+            raise ValueError("shared_scores: these fine-tunes do not share their frozen layers")
+        trunk, tails = ref._view(0, n, embed=True), [b._view(n, None, embed=False) for b in backends]
+        out: list[list[np.ndarray]] = [[] for _ in backends]
+        with torch.no_grad():
+            for b in backends:
+                b.head.eval()
+            for s in range(0, len(texts), 64):
+                tok = ref._tokens(texts[s: s + 64])
+                mask = tok["attention_mask"]
+                h = trunk(**tok).last_hidden_state
+                for o, b, tail in zip(out, backends, tails):
+                    o.append(b._pool_head(tail(inputs_embeds=h, attention_mask=mask).last_hidden_state,
+                                          mask).numpy())
+        zs = [np.concatenate(o) for o in out]
+        return [_sigmoid(z) if b.multi_label else _softmax(z) for b, z in zip(backends, zs)]
 
     def fit(self, texts, y, n_classes, multi_label, val=None, log=None, init=None, select="macro_f1"):
         """Train the top layers + head; with ``val``, keep the best checkpoint on ``select`` (macro_f1/accuracy).
@@ -749,6 +815,22 @@ _BACKENDS = {b.kind: b for b in (_NaiveBayes, _TfidfLR, _TfidfSVM, _EmbedLR, _Em
 
 
 # ----------------------------------------------------------------------------------------------- facade
+def _member_probas(members: list[TextEmotionClassifier], texts: list[str]) -> list[np.ndarray]:
+    """Each ensemble member's probabilities; fine-tunes sharing frozen layers run them once (``shared_scores``)."""
+    out: list[np.ndarray | None] = [None] * len(members)
+    groups: dict[int, list[int]] = {}  # first member of a sharing group -> its members
+    for i, m in enumerate(members):
+        if m.kind != "finetune" or m.backend.n_frozen == 0:
+            continue
+        lead = next((j for j in groups if members[j].backend._shares_frozen(
+            m.backend, min(members[j].backend.n_frozen, m.backend.n_frozen))), i)
+        groups.setdefault(lead, []).append(i)
+    for idx in (g for g in groups.values() if len(g) > 1):
+        for i, pr in zip(idx, _FineTune.shared_scores([members[i].backend for i in idx], texts)):
+            out[i] = np.asarray(pr, np.float32)
+    return [pm if pm is not None else m.predict_proba(texts) for pm, m in zip(out, members)]
+
+
 class TextEmotionClassifier:
     """One interface for every text model; outputs ``[{"label", "score"}]`` per text like a HF pipeline."""
 
@@ -830,7 +912,7 @@ class TextEmotionClassifier:
         if not texts:
             return np.zeros((0, len(self.labels)), np.float32)
         if self.kind == "ensemble":
-            p = sum(w * m.predict_proba(texts) for m, w in zip(self.members, self.weights))
+            p = sum(w * pm for pm, w in zip(_member_probas(self.members, texts), self.weights))
             return np.asarray(p / max(sum(self.weights), 1e-12), np.float32)
         return np.asarray(self.backend.scores(texts), np.float32)
 
