@@ -92,7 +92,8 @@ INTERMEDIATE = {"train_layers": 3, "epochs": 1, "lr": 8e-5, "max_length": 64}
 SLOTS = {"naive_bayes": "naive_bayes", "tfidf_lr": "tfidf_lr", "tfidf_svm": "tfidf_svm", "embed_lr": "embed_lr",
          "embed_mlp": "embed_mlp",
          "finetune": "finetune", "finetune_all": "finetune", "finetune_s1": "finetune", "finetune_ls": "finetune",
-         "finetune_go": "finetune", "finetune_go_s1": "finetune", "finetune_go_s2": "finetune", "finetune_go_ls": "finetune"}
+         "finetune_go": "finetune", "finetune_go_s1": "finetune", "finetune_go_s2": "finetune",
+         "finetune_go_ls": "finetune"}
 MEMBER_SLOTS = ("tfidf_lr", "tfidf_svm", "embed_lr", "embed_mlp", "finetune", "finetune_all", "finetune_s1",
                 "finetune_ls", "finetune_go", "finetune_go_s1", "finetune_go_s2", "finetune_go_ls")
 STORE = REPO / "docs" / "results_text.json"
@@ -506,8 +507,8 @@ def shipped_members(ds_name: str) -> dict:
 def write_markdown(results: dict, path: Path, command: str) -> None:
     order = ["tweeteval", "carer", "goemotions", "goemotions_ekman", "crowdflower", "crowdflower13"]
     kinds = ["naive_bayes", "tfidf_lr", "tfidf_svm", "embed_lr", "embed_mlp", "finetune", "finetune_all",
-             "finetune_s1", "finetune_ls", "finetune_go", "finetune_go_s1", "finetune_go_s2", "finetune_go_ls", "ensemble",
-             "ensemble_refit"]
+             "finetune_s1", "finetune_ls", "finetune_go", "finetune_go_s1", "finetune_go_s2", "finetune_go_ls",
+             "ensemble", "ensemble_refit"]
     kinds = [k2 for k in kinds for k2 in (k, k.replace("_refit", "_int8_refit") if k.endswith("_refit")
                                           else f"{k}_int8")]
     lines = [
