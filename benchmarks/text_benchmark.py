@@ -15,7 +15,8 @@ cross-validated training scores), ``embed_lr``, ``embed_mlp``, ``finetune`` (top
 ``finetune_all`` (all 6 layers), ``finetune_s1`` (the 3-layer fine-tune from seed 1), ``finetune_ls`` (3 layers,
 2 epochs, label smoothing 0.1, seed 2; these three with their own grids in ``GRID_OVERRIDES``), ``finetune_go``
 (started from a GoEmotions fine-tune), its seeds ``finetune_go_s1`` / ``finetune_go_s2``, ``finetune_go_ls`` (that
-start with finetune_ls's schedule, seed 3), and ``ensemble``.
+start with finetune_ls's schedule, seed 3), ``finetune_cf`` (finetune_go's recipe started from a
+fine-tune on CrowdFlower's 13 original labels, ``crowdflower_fine_labels``), and ``ensemble``.
 ``--int8`` scores and ensembles the fine-tunes with int8 weight storage (``TextEmotionClassifier.quantize``). ``--reuse`` loads fitted slots from ``cache_dir()/text_models/<dataset>/``, and falls back to the members of the shipped ensemble, so a
 fresh clone can add one new member without refitting the others.
 """
@@ -83,6 +84,10 @@ for _seed in (1, 2):
 #: schedule (checkpoint every half epoch, chosen on validation), seed 3
 GRID_OVERRIDES["crowdflower"]["finetune_go_ls"] = [dict(GRID_OVERRIDES["crowdflower"]["finetune_ls"][0], seed=3,
                                                          init_encoder="goemotions")]
+#: intermediate-task transfer within CrowdFlower: the start point is a fine-tune on the 5-class training texts with
+#: their 13 original labels plus the rows the merge drops (``crowdflower_fine_labels``: no validation or test text)
+GRID_OVERRIDES["crowdflower"]["finetune_cf"] = [dict(GRID_OVERRIDES["crowdflower"]["finetune_go"][0],
+                                                      init_encoder="crowdflower_fine")]
 GRID_OVERRIDES["tweeteval"]["finetune_go"] = [dict(GRID_OVERRIDES["tweeteval"]["finetune"][0],
                                                     init_encoder="goemotions")]
 GRID_OVERRIDES["carer"]["finetune_go"] = [dict(GRID_OVERRIDES["carer"]["finetune"][0], init_encoder="goemotions")]
@@ -93,9 +98,9 @@ SLOTS = {"naive_bayes": "naive_bayes", "tfidf_lr": "tfidf_lr", "tfidf_svm": "tfi
          "embed_mlp": "embed_mlp",
          "finetune": "finetune", "finetune_all": "finetune", "finetune_s1": "finetune", "finetune_ls": "finetune",
          "finetune_go": "finetune", "finetune_go_s1": "finetune", "finetune_go_s2": "finetune",
-         "finetune_go_ls": "finetune"}
+         "finetune_go_ls": "finetune", "finetune_cf": "finetune"}
 MEMBER_SLOTS = ("tfidf_lr", "tfidf_svm", "embed_lr", "embed_mlp", "finetune", "finetune_all", "finetune_s1",
-                "finetune_ls", "finetune_go", "finetune_go_s1", "finetune_go_s2", "finetune_go_ls")
+                "finetune_ls", "finetune_go", "finetune_go_s1", "finetune_go_s2", "finetune_go_ls", "finetune_cf")
 STORE = REPO / "docs" / "results_text.json"
 
 #: ``--continue-finetune``: more epochs on top of the cached fine-tune (a fresh, lower one-cycle schedule;
@@ -461,17 +466,21 @@ def refit_shipped(ds_name: str, splits: dict, args, record) -> None:
 def intermediate_encoder(dataset: str, data: str) -> Path:
     """The fine-tune on ``dataset``'s train split that ``init_encoder`` starts from (trained once, then cached).
 
-    Only that dataset's train split is read, so the start point is the same for a train-only fit and for a
-    train + val refit of the target task.
+    Only that dataset's train split is read (for ``crowdflower_fine``: the 5-class train texts with their 13
+    labels plus the dropped rows, never a validation or test text), so the start point is the same for a
+    train-only fit and for a train + val refit of the target task.
     """
     from emotionlab.data.cache import cache_dir
-    from emotionlab.text.datasets import load_text_dataset
+    from emotionlab.text.datasets import crowdflower_fine_labels, load_text_dataset, resolve_dir
     from emotionlab.text.models import TextEmotionClassifier
 
     path = cache_dir() / "text_models" / dataset / "finetune_intermediate.json"
     if path.exists():
         return path
-    tr = load_text_dataset(dataset, data)["train"]
+    if dataset == "crowdflower_fine":  # 13 labels, without any 5-class validation or test text
+        tr = crowdflower_fine_labels(resolve_dir("crowdflower", data))
+    else:
+        tr = load_text_dataset(dataset, data)["train"]
     print(f"   intermediate fine-tune on {dataset} train ({len(tr)} texts, {INTERMEDIATE})", flush=True)
     m = TextEmotionClassifier("finetune", name=f"finetune_intermediate-{dataset}", **INTERMEDIATE)
     t0 = time.perf_counter()

@@ -11,6 +11,7 @@ from emotionlab.data.errors import DataError
 from emotionlab.text import TextEmotionClassifier, load_text_model
 from emotionlab.text.datasets import (
     CROWDFLOWER_MERGE,
+    crowdflower_fine_labels,
     load_text_dataset,
     read_carer,
     read_crowdflower,
@@ -129,6 +130,30 @@ def test_crowdflower_reader_merge_split_and_errors(tmp_path):
     (tmp_path / "bad.csv").write_text("tweet_id,sentiment,content\n1,fun,hello\n2,glee,hi\n")
     with pytest.raises(DataError, match=r"bad.csv:3: unknown sentiment 'glee'"):
         read_crowdflower(tmp_path / "bad.csv")
+
+
+def test_crowdflower_fine_labels_keep_13_labels_and_no_held_out_text(tmp_path):
+    rows = ["tweet_id,sentiment,content"]
+    src = ["happiness", "fun", "love", "neutral", "sadness", "worry", "boredom"]
+    for i in range(140):
+        rows.append(f"{i},{src[i % 7]},tweet number {i}")
+    for i in range(0, 60, 6):  # dropped-label copies (other case, extra space) of ten 5-class texts
+        rows.append(f"{140 + i},boredom,TWEET NUMBER {i} ")
+    p = tmp_path / "tweet_emotions.csv"
+    p.write_text("\n".join(rows) + "\n")
+    sp = read_crowdflower(p)
+    held = {t.strip().casefold() for t in sp["val"].texts + sp["test"].texts}
+    aux = crowdflower_fine_labels(p)
+    assert len(aux.labels) == 13 and not held & {t.strip().casefold() for t in aux.texts}
+    # every 5-class training row is there with its original label ('fun' stays 'fun')
+    assert set(sp["train"].texts) <= set(aux.texts)
+    lab = dict(zip(aux.texts, (aux.labels[i] for i in aux.y)))
+    assert {lab[t] for t in sp["train"].texts if int(t.split()[-1]) % 7 == 1} == {"fun"}
+    # dropped rows come in unless their text is a held-out one
+    copies = [f"TWEET NUMBER {i} " for i in range(0, 60, 6)]
+    kept = [c for c in copies if c in aux.texts]
+    assert 0 < len(kept) < len(copies) and all(c.strip().casefold() not in held for c in kept)
+    assert len(aux) == len(sp["train"]) + 20 + len(kept)
 
 
 def test_read_text_column(tmp_path):
