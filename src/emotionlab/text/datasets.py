@@ -182,8 +182,8 @@ def read_goemotions(folder: str | os.PathLike, ekman: bool = False) -> dict[str,
     return out
 
 
-def _crowdflower_rows(path: str | os.PathLike) -> tuple[Path, list[str], list[str]]:
-    """``(file, texts, 13-class labels)`` of a CrowdFlower CSV in file order, every row checked."""
+def _crowdflower_rows(path: str | os.PathLike) -> tuple[list[str], list[str]]:
+    """``(texts, 13-class labels)`` of a CrowdFlower CSV in file order, every row checked."""
     path = Path(path)
     if path.is_dir():
         path = path / "tweet_emotions.csv"
@@ -206,7 +206,7 @@ def _crowdflower_rows(path: str | os.PathLike) -> tuple[Path, list[str], list[st
             raise DataError(path, f"unknown sentiment {lab!r}; expected one of {list(CROWDFLOWER13)}", line=i)
         texts.append(row[ci])
         raw.append(lab)
-    return path, texts, raw
+    return texts, raw
 
 
 def _split_indices(y: np.ndarray, n_labels: int, seed: int,
@@ -229,7 +229,7 @@ def read_crowdflower(path: str | os.PathLike, merge: bool = True, seed: int = 0,
     ``merge=True`` gives seed 000's 5 classes via ``CROWDFLOWER_MERGE`` (other labels dropped, as documented);
     ``merge=False`` keeps all 13 labels.
     """
-    _, texts, raw = _crowdflower_rows(path)
+    texts, raw = _crowdflower_rows(path)
     if merge:
         keep = [i for i, lab in enumerate(raw) if lab in CROWDFLOWER_MERGE]  # the rest: the documented drops
         texts, raw = [texts[i] for i in keep], [CROWDFLOWER_MERGE[raw[i]] for i in keep]
@@ -250,7 +250,7 @@ def crowdflower_fine_labels(path: str | os.PathLike, seed: int = 0,
     validation or test split enters: their rows are excluded, and so is any other row whose text (stripped,
     case-folded) equals one of theirs, so a duplicate tweet cannot carry a held-out text into training.
     """
-    _, texts, raw = _crowdflower_rows(path)
+    texts, raw = _crowdflower_rows(path)
     merged = [i for i, lab in enumerate(raw) if lab in CROWDFLOWER_MERGE]
     labels5 = sorted(set(CROWDFLOWER_MERGE.values()))
     y5 = np.asarray([labels5.index(CROWDFLOWER_MERGE[raw[i]]) for i in merged], np.int64)
