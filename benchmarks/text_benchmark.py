@@ -371,8 +371,8 @@ NOTES = """## Notes
   of the same VM: 1-epoch fine-tunes 7.5-9.5 min). `crowdflower_fine_labels`: the 5-class train texts with their
   13 original labels (fun, relief... kept apart) plus the 4,626 rows the merge drops, minus every row whose text
   equals a 5-class val/test text (125 train + 17 dropped rows): 32,782 texts. A 1-epoch fine-tune on it
-  (521 s) is the start point of slot `finetune_cf` (finetune_go's recipe): val 0.4949, test 0.4864 (int8), between the packaged start
-  (finetune_s1 0.4921) and the GoEmotions one (finetune_go 0.4997). A fresh-cache rebuild reproduced every other
+  (521 s) is the start point of slot `finetune_cf` (finetune_go's recipe): val 0.4949, test 0.4864 (int8),
+  between the packaged start (finetune_s1 0.4921) and the GoEmotions one (finetune_go 0.4997). A fresh-cache rebuild reproduced every other
   member's validation score exactly. The int8 ensemble re-tuned on validation over the seven candidates took
   tfidf_lr 0.2, finetune_s1 0.2, finetune_go 0.2, finetune_go_s1 0.3, finetune_cf 0.1: val 0.5141 against the
   shipped 0.5138 (one text of 3,538). A rule written before scoring (ship and refit if validation beats 0.5138)

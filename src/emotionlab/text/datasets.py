@@ -209,19 +209,6 @@ def _crowdflower_rows(path: str | os.PathLike) -> tuple[list[str], list[str]]:
     return texts, raw
 
 
-def _split_indices(y: np.ndarray, n_labels: int, seed: int,
-                   fractions: tuple[float, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    from sklearn.model_selection import train_test_split
-
-    idx = np.arange(len(y))
-    counts = np.bincount(y, minlength=n_labels)
-    strat = y if counts.min() >= 3 else None
-    rest, test = train_test_split(idx, test_size=fractions[1], random_state=seed, stratify=strat)
-    train, val = train_test_split(rest, test_size=fractions[0] / (1 - fractions[1]), random_state=seed,
-                                  stratify=None if strat is None else y[rest])
-    return np.sort(train), np.sort(val), np.sort(test)
-
-
 def read_crowdflower(path: str | os.PathLike, merge: bool = True, seed: int = 0,
                      fractions: tuple[float, float] = (0.1, 0.1)) -> dict[str, TextDataset]:
     """CrowdFlower ``tweet_id,sentiment,content``; seeded stratified train/val/test split (80/10/10).
@@ -229,16 +216,23 @@ def read_crowdflower(path: str | os.PathLike, merge: bool = True, seed: int = 0,
     ``merge=True`` gives seed 000's 5 classes via ``CROWDFLOWER_MERGE`` (other labels dropped, as documented);
     ``merge=False`` keeps all 13 labels.
     """
+    from sklearn.model_selection import train_test_split
+
     texts, raw = _crowdflower_rows(path)
     if merge:
         keep = [i for i, lab in enumerate(raw) if lab in CROWDFLOWER_MERGE]  # the rest: the documented drops
         texts, raw = [texts[i] for i in keep], [CROWDFLOWER_MERGE[raw[i]] for i in keep]
     labels = sorted(set(CROWDFLOWER_MERGE.values())) if merge else list(CROWDFLOWER13)
     y = np.asarray([labels.index(s) for s in raw], np.int64)
-    train, val, test = _split_indices(y, len(labels), seed, fractions)
+    idx = np.arange(len(y))
+    counts = np.bincount(y, minlength=len(labels))
+    strat = y if counts.min() >= 3 else None
+    rest, test = train_test_split(idx, test_size=fractions[1], random_state=seed, stratify=strat)
+    train, val = train_test_split(rest, test_size=fractions[0] / (1 - fractions[1]), random_state=seed,
+                                  stratify=None if strat is None else y[rest])
     name = "crowdflower" if merge else "crowdflower13"
     full = TextDataset(texts, y, labels, False, name)
-    return {"train": full.subset(train), "val": full.subset(val), "test": full.subset(test)}
+    return {"train": full.subset(np.sort(train)), "val": full.subset(np.sort(val)), "test": full.subset(np.sort(test))}
 
 
 def crowdflower_fine_labels(path: str | os.PathLike, seed: int = 0,
@@ -247,17 +241,13 @@ def crowdflower_fine_labels(path: str | os.PathLike, seed: int = 0,
 
     An intermediate task for the 5-class CrowdFlower set: the finer labels (fun vs relief) and the dropped
     classes (surprise, hate...) are extra signal that the merge throws away. Nothing of the 5-class
-    validation or test split enters: their rows are excluded, and so is any other row whose text (stripped,
-    case-folded) equals one of theirs, so a duplicate tweet cannot carry a held-out text into training.
+    validation or test split enters: every row whose text (stripped, case-folded) is one of theirs is left out,
+    so neither those rows nor a duplicate tweet can carry a held-out text into training.
     """
+    five = read_crowdflower(path, merge=True, seed=seed, fractions=fractions)
+    held = {t.strip().casefold() for t in five["val"].texts + five["test"].texts}
     texts, raw = _crowdflower_rows(path)
-    merged = [i for i, lab in enumerate(raw) if lab in CROWDFLOWER_MERGE]
-    labels5 = sorted(set(CROWDFLOWER_MERGE.values()))
-    y5 = np.asarray([labels5.index(CROWDFLOWER_MERGE[raw[i]]) for i in merged], np.int64)
-    _, val, test = _split_indices(y5, len(labels5), seed, fractions)
-    held = {merged[i] for i in np.concatenate([val, test])}
-    held_texts = {texts[i].strip().casefold() for i in held}
-    keep = [i for i in range(len(texts)) if i not in held and texts[i].strip().casefold() not in held_texts]
+    keep = [i for i, t in enumerate(texts) if t.strip().casefold() not in held]
     labels = list(CROWDFLOWER13)
     y = np.asarray([labels.index(raw[i]) for i in keep], np.int64)
     return TextDataset([texts[i] for i in keep], y, labels, False, "crowdflower13_train")
