@@ -455,6 +455,31 @@ def test_distillation_mixes_teacher_probabilities_into_targets(tiny_fer_csv, tmp
     fit(tiny_cfg(tiny_fer_csv, epochs=2, teachers=[str(teacher)], distill_weight=0.25), out, resume=True)
 
 
+def test_ten_crop_teacher_gets_its_own_cache_and_bad_views_are_refused(tiny_fer_csv, tmp_path):
+    import emotionlab.training.engine as eng
+    from emotionlab.data.loader import load_dataset, train_val_test
+    from emotionlab.models.hub import load_model
+
+    teacher = tmp_path / "teacher"
+    fit(tiny_cfg(tiny_fer_csv, epochs=1), teacher)
+    ds = load_dataset(str(tiny_fer_csv), size=48)
+    train = train_val_test(ds)[0]
+    out = tmp_path / "student"
+    out.mkdir()
+    lm = load_model(teacher)
+    labels = lm.labels
+    probs = {}
+    for tta in ("flip", "ten"):
+        cfg = tiny_cfg(tiny_fer_csv, teachers=[str(teacher)], teacher_tta=tta)
+        probs[tta] = eng.teacher_targets(cfg, train, labels, 48, torch.device("cpu"), out)
+        expect = eng.predict_proba(lm.model, train.images, lm.preprocess, 256, tta)
+        np.testing.assert_allclose(probs[tta], expect, atol=1e-5)
+    assert len(list(out.glob("teacher_probs_*.npy"))) == 2  # one cache per view set
+    assert not np.allclose(probs["flip"], probs["ten"])
+    with pytest.raises(ValueError, match="teacher_tta"):
+        tiny_cfg(tiny_fer_csv, teachers=[str(teacher)], teacher_tta="five")
+
+
 def test_soften_matches_temperature_softmax():
     from emotionlab.training.engine import soften
 

@@ -195,8 +195,10 @@ def train(
         None, "--init-from", help="Fine-tune: start from a shipped model, run directory or .safetensors of the "
                                   "same architecture (fresh optimizer and schedule, unlike --resume)."),
     teacher: Optional[list[str]] = typer.Option(
-        None, "--teacher", help="Distill: a shipped model or run directory whose flip-averaged probabilities on "
+        None, "--teacher", help="Distill: a shipped model or run directory whose TTA-averaged probabilities on "
                                 "the training faces join the targets; repeat for an ensemble of teachers."),
+    teacher_tta: Optional[str] = typer.Option(None, "--teacher-tta",
+                                              help="The teachers' views: flip (default) or ten (~5x the cost)."),
     distill_weight: Optional[float] = typer.Option(None, "--distill-weight",
                                                    help="Share of the teacher distribution in each target."),
     distill_temperature: Optional[float] = typer.Option(None, "--distill-temperature",
@@ -222,7 +224,7 @@ def train(
                 threads=threads, device=device, max_train=max_train, compile=compile, bf16=bf16,
                 time_budget=time_budget, data=str(data) if data else None, init_from=init_from,
                 teachers=list(teacher) if teacher else None, distill_weight=distill_weight,
-                distill_temperature=distill_temperature, ema_decay=ema_decay, label_set=label_set,
+                teacher_tta=teacher_tta, distill_temperature=distill_temperature, ema_decay=ema_decay, label_set=label_set,
                 select=select)
     if config:
         cfg = TrainConfig.from_yaml(config, **over)

@@ -12,6 +12,7 @@ from .augment import AugmentConfig
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "onecycle", "step", "plateau", "none")
 SELECT_METRICS = ("accuracy", "macro_f1")  # validation metrics a run can be selected on
+TEACHER_TTA = ("flip", "ten")  # test-time views of a distillation teacher (training.engine.tta_views)
 _TYPES = {"int": int, "float": float, "bool": bool, "str": str, "list": list, "dict": dict}
 
 
@@ -105,11 +106,14 @@ class TrainConfig:
     #: start from these weights (a shipped name such as ``fast``, a run directory or a .safetensors file) instead
     #: of a random init: fine-tuning, unlike ``--resume``, starts a fresh optimizer and schedule
     init_from: str | None = None
-    #: knowledge distillation: shipped names / run directories whose flip-averaged probabilities on the training
+    #: knowledge distillation: shipped names / run directories whose TTA-averaged probabilities on the training
     #: faces (computed once, cached in the run directory) become part of every target
     teachers: list = field(default_factory=lambda: [])
     distill_weight: float = 0.5  # target = w * teacher distribution + (1 - w) * (FER+ / one-hot target)
     distill_temperature: float = 1.0  # > 1 softens the teacher distribution (Hinton et al. 2015)
+    #: the teachers' test-time views: 'flip' (2 views) or 'ten' (5 shifts x flip: a better teacher, ~5x its cost,
+    #: paid once since the probabilities are cached)
+    teacher_tta: str = "flip"
     #: exponential moving average of the weights, updated every step (timm's ModelEmaV2): > 0 turns it on
     #: (0.999 is typical for a few thousand steps); validation, ``best.safetensors`` and the card then use the
     #: averaged weights. The decay ramps up as min(decay, (1 + n) / (10 + n)) so short runs are not dominated
@@ -139,7 +143,8 @@ class TrainConfig:
             aug["scale"] = tuple(_coerce("training config", "augment.scale", v, "float") for v in sc)
         aug = _check_types(AugmentConfig, aug, "training config: augment")
         d = _check_types(cls, d, "training config")
-        for key, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("select", SELECT_METRICS)):
+        for key, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("select", SELECT_METRICS),
+                             ("teacher_tta", TEACHER_TTA)):
             if key in d and d[key] not in allowed:
                 raise ValueError(f"training config: unknown {key} {d[key]!r}; use {', '.join(allowed)}")
         return cls(augment=AugmentConfig(**aug), **d)

@@ -264,11 +264,11 @@ def soften(probs: np.ndarray, temperature: float) -> np.ndarray:
 
 def teacher_targets(cfg: TrainConfig, train, labels: list[str], in_size: int, device, out: Path,
                     console=None) -> np.ndarray | None:
-    """Mean flip-TTA probabilities of ``cfg.teachers`` on the training faces, cached in ``out``.
+    """Mean TTA probabilities (``cfg.teacher_tta``) of ``cfg.teachers`` on the training faces, cached in ``out``.
 
     Computed once before the first epoch on the clean faces (not per augmented batch): on a CPU an online
-    teacher would cost several student steps per step. The cache is keyed by teachers and faces, so ``--resume``
-    reuses it and a changed teacher list recomputes it.
+    teacher would cost several student steps per step. The cache is keyed by teachers, views and faces, so
+    ``--resume`` reuses it and a changed teacher list or view set recomputes it.
     """
     if not cfg.teachers or cfg.distill_weight <= 0:
         return None
@@ -280,6 +280,8 @@ def teacher_targets(cfg: TrainConfig, train, labels: list[str], in_size: int, de
     for t in cfg.teachers:
         w, _ = resolve(t)
         key.update(f"{t}|{w.stat().st_size}|{w.stat().st_mtime_ns}|".encode())
+    if cfg.teacher_tta != "flip":  # flip keeps the key it had before teacher_tta existed (old caches stay valid)
+        key.update(f"tta={cfg.teacher_tta}|".encode())
     key.update(np.ascontiguousarray(train.images).tobytes())
     key = key.hexdigest()[:16]
     cache = out / f"teacher_probs_{key}.npy"
@@ -295,9 +297,10 @@ def teacher_targets(cfg: TrainConfig, train, labels: list[str], in_size: int, de
                 raise ValueError(f"teacher {t!r} takes {lm.card['in_size']} px faces, the student {in_size} px; "
                                  "distill between models of one input size")
             t0 = time.perf_counter()
-            probs = probs + predict_proba(lm.model, train.images, lm.preprocess, 256, "flip")
+            probs = probs + predict_proba(lm.model, train.images, lm.preprocess, 256, cfg.teacher_tta)
             if console is not None:
-                console.print(f"teacher {lm.name}: {len(train)} training faces in {time.perf_counter() - t0:.0f} s")
+                console.print(f"teacher {lm.name} ({cfg.teacher_tta} TTA): {len(train)} training faces in "
+                              f"{time.perf_counter() - t0:.0f} s")
         probs = (probs / len(cfg.teachers)).astype(np.float32)
         np.save(cache, probs)
     if console is not None:
