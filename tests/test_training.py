@@ -589,6 +589,40 @@ def test_fit_with_ema_selects_the_average_and_resumes_it(tiny_fer_csv, tmp_path)
         load_checkpoint(tmp_path / "plain", m, opt, None, make_ema(m, 0.99))
 
 
+def test_last_epoch_export_is_what_the_run_validated_and_a_checkpoint_is_not_a_model(tiny_fer_csv, tmp_path):
+    from safetensors.torch import load_file
+
+    from emotionlab.models.hub import load_model, resolve
+    from emotionlab.training.checkpoint import export_last_epoch
+
+    run = tmp_path / "run"
+    fit(tiny_cfg(tiny_fer_csv, epochs=2, ema_decay=0.99), run)
+    last = load_file(str(run / "last.safetensors"))
+    history = json.loads((run / "last.json").read_text())["history"]
+    for weights, prefix in (("auto", "ema.module."), ("model", "model.")):
+        out = export_last_epoch(run, tmp_path / weights, weights)
+        lm = load_model(out)
+        sd = lm.model.state_dict()
+        assert sd and all(torch.equal(v, last[prefix + k]) for k, v in sd.items())
+        card = json.loads((out / "best.json").read_text())
+        assert "last epoch (2)" in card["training"]["selection"] and card["training"]["epochs_run"] == 2
+    # the exported average is the model whose validation accuracy the last history row records
+    assert card["metrics"]["validation"]["accuracy"] == history[-1]["val_acc"]
+    auto = load_model(tmp_path / "auto").model.state_dict()
+    assert any(not torch.equal(v, sd[k]) for k, v in auto.items())  # ema and raw weights differ
+    with pytest.raises(ValueError, match="must not be the run"):
+        export_last_epoch(run, run)
+    with pytest.raises(ValueError, match="models last-epoch"):
+        resolve(run / "last.safetensors")
+    plain = tmp_path / "plain"
+    fit(tiny_cfg(tiny_fer_csv, epochs=1), plain)
+    r = runner.invoke(app, ["models", "last-epoch", str(plain), "--out", str(tmp_path / "p"), "--weights", "ema"])
+    assert r.exit_code != 0 and "no ema weights" in " ".join(r.output.split())  # rich may wrap the line
+    r = runner.invoke(app, ["models", "last-epoch", str(plain), "--out", str(tmp_path / "p")])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "p" / "best.safetensors").exists()
+
+
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
 
 

@@ -354,6 +354,25 @@ def export(
     console.print(f"wrote {escape(str(path))}")
 
 
+@models_app.command("last-epoch")
+def models_last_epoch(
+    run: Path = typer.Argument(..., help="Training run directory (last.safetensors + last.json + best.json)."),
+    out: Path = typer.Option(..., "--out", help="Directory for the model (best.safetensors + best.json)."),
+    weights: str = typer.Option("auto", "--weights", help="ema | model | auto (ema when the run kept one)."),
+) -> None:
+    """Make a model of a run's last epoch, for when the best-validation epoch is not the one to keep (a
+    robustness stage chosen on clean + corrupted accuracy): every command that takes a run directory takes it."""
+    from ..training.checkpoint import export_last_epoch
+
+    try:
+        export_last_epoch(run, out, weights)
+    except (FileNotFoundError, ValueError) as e:
+        fail(str(e))
+    card = json.loads((out / "best.json").read_text())
+    console.print(f"{escape(card['training']['selection'])} -> {escape(str(out))} "
+                  f"(validation accuracy {card['metrics']['validation'].get('accuracy', float('nan')):.4f})")
+
+
 @models_app.command("ship")
 def models_ship(
     run: Path = typer.Argument(..., help="Run directory with best.safetensors + best.json."),

@@ -91,6 +91,10 @@ def resolve(name_or_path: str | os.PathLike) -> tuple[Path, Path]:
         card = p.with_suffix(".json")
         if not card.exists():
             raise FileNotFoundError(f"{p}: its model card {card.name} is missing beside it")
+        if p.name == "last.safetensors" and (p.parent / "best.json").exists():
+            raise ValueError(f"{p} is a training checkpoint (the last epoch's weights, optimizer and RNG state), "
+                             f"not a model: pass the run directory {p.parent} for its best epoch, or make a model "
+                             f"of the last epoch with `emotionlab models last-epoch {p.parent} --out DIR`")
         return p, card
     if p.suffix == ".json" and p.exists():
         return weights_of(p), p
@@ -113,6 +117,9 @@ def load_model(name_or_path: str | os.PathLike = "default", device: str | torch.
 
     wpath, cpath = resolve(name_or_path)
     card = json.loads(Path(cpath).read_text())
+    if not isinstance(card, dict) or "arch" not in card:
+        raise ValueError(f"{cpath}: not a model card (expected the JSON that `emotionlab train` writes as "
+                         "best.json, with keys arch, num_classes, labels, preprocess)")
     model = create_model(card["arch"], num_classes=card["num_classes"], in_size=card["in_size"],
                          in_chans=card.get("in_chans", 1), **card.get("arch_kwargs", {}))
     sd = load_file(str(wpath))

@@ -2,7 +2,9 @@
 
 A run directory holds ``last.safetensors`` + ``last.json`` (model, optimizer and RNG tensors / epoch,
 optimizer hyper-parameters, scheduler state, history, config) for ``--resume``, and ``best.safetensors`` +
-``best.json`` (the model card) for the best validation epoch.
+``best.json`` (the model card) for the best validation epoch. :func:`export_last_epoch` makes a model of the
+last epoch instead (a robustness stage is chosen on more than validation accuracy, so its best model need not be
+its best-validation epoch).
 """
 from __future__ import annotations
 
@@ -95,6 +97,48 @@ def save_checkpoint(run_dir: Path, model, optimizer, scheduler, state: dict, ema
         sched_sd = {k: v for k, v in sched_sd.items() if not callable(v) and k != "lr_lambdas"}
     write_json(run_dir / "last.json", {**state, "optimizer": {"param_groups": opt_sd["param_groups"],
                                                              "scalars": opt_scalars}, "scheduler": sched_sd})
+
+
+def export_last_epoch(run_dir: str | os.PathLike, out_dir: str | os.PathLike, weights: str = "auto") -> Path:
+    """Write the last epoch of ``run_dir`` as a model directory (``best.safetensors`` + ``best.json``) in
+    ``out_dir``, so every command that takes a run directory (evaluate, ship, quantize, benchmarks) can use it.
+
+    ``weights``: ``ema`` (the weight average, which is what the run validated when it had one), ``model`` (the raw
+    weights) or ``auto`` (ema when the checkpoint holds one). The card is the run's own, with the selection, the
+    epoch and the last epoch's validation metrics put in its place.
+    """
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    ckpt, state_path, card_path = (run_dir / n for n in ("last.safetensors", "last.json", "best.json"))
+    for f in (ckpt, state_path, card_path):
+        if not f.exists():
+            raise FileNotFoundError(f"{f}: missing; expected a training run directory (emotionlab train --out DIR)")
+    if out_dir.resolve() == run_dir.resolve():
+        raise ValueError(f"{out_dir}: the output directory must not be the run itself (its best model is there)")
+    if weights not in ("auto", "ema", "model"):
+        raise ValueError(f"weights={weights!r}; use auto, ema or model")
+    tensors = load_file(str(ckpt))
+    parts = {w: {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+             for w, prefix in (("ema", "ema.module."), ("model", "model."))}
+    which = ("ema" if parts["ema"] else "model") if weights == "auto" else weights
+    if not parts[which]:
+        raise ValueError(f"{ckpt}: holds no {which} weights (the run had no ema_decay); use --weights model")
+    state = _unjson(json.loads(state_path.read_text()))
+    card = json.loads(card_path.read_text())
+    epoch = int(state["epoch"]) + 1  # last.json counts from 0
+    last = (state.get("history") or [{}])[-1]
+    card.setdefault("training", {})
+    card["training"]["selection"] = (f"the last epoch ({epoch}) of {run_dir}, {which} weights; not the best "
+                                     f"validation epoch ({state.get('best_epoch')})")
+    card["training"]["epochs_run"] = epoch
+    val = dict(card.get("metrics", {}).get("validation", {}))
+    val.pop("weighted_f1", None)  # the history keeps accuracy and macro-F1 per epoch, not weighted F1
+    val.update({k: last[h] for k, h in (("accuracy", "val_acc"), ("macro_f1", "val_macro_f1")) if h in last})
+    card.setdefault("metrics", {})["validation"] = val
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in parts[which].items()}, str(out_dir / "best.safetensors"),
+              metadata={"emotionlab_source": f"{ckpt} epoch {epoch} ({which})"})
+    write_json(out_dir / "best.json", card)
+    return out_dir
 
 
 def load_checkpoint(run_dir: Path, model, optimizer, scheduler, ema=None) -> dict:
