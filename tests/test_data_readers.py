@@ -64,6 +64,22 @@ def test_fer_missing_and_empty_file(tmp_path):
         parse_fer_csv(tmp_path / "empty.csv")
 
 
+def test_fer_csv_with_a_byte_order_mark_reads_and_bad_bytes_name_their_line(tmp_path):
+    import gzip
+
+    plain = _write(tmp_path / "p.csv", ["emotion,pixels,Usage", f"3,{_px()},Training", f"5,{_px(value=9)},PublicTest"])
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())  # as spreadsheets save "CSV UTF-8"
+    a, b = parse_fer_csv(plain), parse_fer_csv(bom)
+    assert np.array_equal(a.images, b.images) and list(b.labels) == [3, 5]
+    lines = plain.read_bytes().splitlines(keepends=True)
+    bad = lines[0] + lines[1] + b"5,\xff" + lines[2][2:]
+    for path, data in ((tmp_path / "bad.csv", bad), (tmp_path / "bad.csv.gz", gzip.compress(bad))):
+        path.write_bytes(data)
+        with pytest.raises(DataError, match=r"bad\.csv(\.gz)?:3: not valid UTF-8 \(byte 0xff at column 3\)"):
+            parse_fer_csv(path)
+
+
 def test_fer_wrong_header_names_line_1(tmp_path):
     p = _write(tmp_path / "h.csv", ["label,pix,Usage", f"0,{_px()},Training"])
     with pytest.raises(DataError, match=r"h\.csv:1: header is \['label', 'pix', 'Usage'\]"):
@@ -222,6 +238,9 @@ def test_ferplus_reader_errors(tmp_path):
     lines[2] = lines[2].replace(",1,1,1", ",1,x,1", 1)
     p.write_text("\n".join(lines) + "\n")
     with pytest.raises(DataError, match=r"v\.csv:3: expected 10 integer vote counts"):
+        load_ferplus(p)
+    p.write_bytes(p.read_bytes().replace(b",1,x,1", b",1,\xe9,1", 1))  # Latin-1, not UTF-8
+    with pytest.raises(DataError, match=r"v\.csv:3: not valid UTF-8"):
         load_ferplus(p)
 
 

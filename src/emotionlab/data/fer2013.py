@@ -77,12 +77,28 @@ class FaceDataset:
         return sorted(seen, key=lambda s: order.get(s, 99))
 
 
-def _open_text(path: Path) -> io.TextIOBase:
+def _open_binary(path: Path):
     with open(path, "rb") as f:
         magic = f.read(2)
-    if magic == b"\x1f\x8b":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
+    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
+
+
+def open_text(path: Path) -> io.TextIOBase:
+    """A CSV as text, gzipped or not."""
+    # utf-8-sig: a CSV saved by a spreadsheet starts with a byte-order mark that would otherwise join the header
+    return io.TextIOWrapper(_open_binary(path), encoding="utf-8-sig", newline="")
+
+
+def utf8_error(path: Path, err: UnicodeDecodeError) -> DataError:
+    """The first line that is not UTF-8 (the decoder reads in chunks, so its offset does not say which line)."""
+    with _open_binary(path) as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                return DataError(path, f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1}); "
+                                       "expected a UTF-8 (or ASCII) CSV", line=lineno)
+    return DataError(path, f"not valid UTF-8 ({err.reason}); expected a UTF-8 (or ASCII) CSV")
 
 
 def _explain_pixels(text: str) -> str:
@@ -102,13 +118,20 @@ def parse_fer_csv(path: str | os.PathLike, skip_bad: bool = False, num_classes: 
     path = Path(path)
     if not path.exists():
         raise DataError(path, "file not found")
+    try:
+        return _parse_fer_rows(path, skip_bad, num_classes)
+    except UnicodeDecodeError as e:
+        raise utf8_error(path, e) from None
+
+
+def _parse_fer_rows(path: Path, skip_bad: bool, num_classes: int) -> FaceDataset:
     images: list[np.ndarray] = []
     labels: list[int] = []
     usage: list[str] = []
     rows: list[int] = []
     skipped = 0
     bad_examples: list[str] = []
-    with _open_text(path) as f:
+    with open_text(path) as f:
         reader = csv.reader(f)
         try:
             header = next(reader)

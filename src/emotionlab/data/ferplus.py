@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
+from .fer2013 import open_text, utf8_error
 from .labels import FER7, FERPLUS8
 
 VOTE_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt",
@@ -67,8 +68,15 @@ def load_ferplus(path: str | os.PathLike) -> FerPlusVotes:
     path = Path(path)
     if not path.exists():
         raise DataError(path, "file not found")
+    try:
+        return _read_votes(path)
+    except UnicodeDecodeError as e:
+        raise utf8_error(path, e) from None
+
+
+def _read_votes(path: Path) -> FerPlusVotes:
     votes, usage, names = [], [], []
-    with open(path, encoding="utf-8", newline="") as f:
+    with open_text(path) as f:
         reader = csv.reader(f)
         header = [h.strip() for h in next(reader, [])]
         missing = [c for c in VOTE_COLUMNS if c not in header]
