@@ -45,7 +45,7 @@ def get_entry(name: str) -> ModelEntry:
     if name not in _REGISTRY:
         close = [n for n in _REGISTRY if name.lower() in n or n in name.lower()]
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise KeyError(f"unknown model {name!r}{hint} Known: {', '.join(list_models())}")
+        raise KeyError(f"unknown model {name!r}{hint or '.'} Known: {', '.join(list_models())}")
     return _REGISTRY[name]
 
 
