@@ -224,8 +224,8 @@ def train(
                 threads=threads, device=device, max_train=max_train, compile=compile, bf16=bf16,
                 time_budget=time_budget, data=str(data) if data else None, init_from=init_from,
                 teachers=list(teacher) if teacher else None, distill_weight=distill_weight,
-                teacher_tta=teacher_tta, distill_temperature=distill_temperature, ema_decay=ema_decay, label_set=label_set,
-                select=select)
+                teacher_tta=teacher_tta, distill_temperature=distill_temperature, ema_decay=ema_decay,
+                label_set=label_set, select=select)
     if config:
         cfg = TrainConfig.from_yaml(config, **over)
     else:
