@@ -467,11 +467,10 @@ def test_ten_crop_teacher_gets_its_own_cache_and_bad_views_are_refused(tiny_fer_
     out = tmp_path / "student"
     out.mkdir()
     lm = load_model(teacher)
-    labels = lm.labels
     probs = {}
     for tta in ("flip", "ten"):
         cfg = tiny_cfg(tiny_fer_csv, teachers=[str(teacher)], teacher_tta=tta)
-        probs[tta] = eng.teacher_targets(cfg, train, labels, 48, torch.device("cpu"), out)
+        probs[tta] = eng.teacher_targets(cfg, train, lm.labels, 48, torch.device("cpu"), out)
         expect = eng.predict_proba(lm.model, train.images, lm.preprocess, 256, tta)
         np.testing.assert_allclose(probs[tta], expect, atol=1e-5)
     assert len(list(out.glob("teacher_probs_*.npy"))) == 2  # one cache per view set

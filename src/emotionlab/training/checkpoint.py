@@ -99,6 +99,11 @@ def save_checkpoint(run_dir: Path, model, optimizer, scheduler, state: dict, ema
                                                              "scalars": opt_scalars}, "scheduler": sched_sd})
 
 
+def _part(tensors: dict, prefix: str) -> dict:
+    """The tensors saved under ``prefix`` (``model.``, ``ema.``, ``ema.module.``), with the prefix removed."""
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
 def export_last_epoch(run_dir: str | os.PathLike, out_dir: str | os.PathLike, weights: str = "auto") -> Path:
     """Write the last epoch of ``run_dir`` as a model directory (``best.safetensors`` + ``best.json``) in
     ``out_dir``, so every command that takes a run directory (evaluate, ship, quantize, benchmarks) can use it.
@@ -117,8 +122,7 @@ def export_last_epoch(run_dir: str | os.PathLike, out_dir: str | os.PathLike, we
     if weights not in ("auto", "ema", "model"):
         raise ValueError(f"weights={weights!r}; use auto, ema or model")
     tensors = load_file(str(ckpt))
-    parts = {w: {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-             for w, prefix in (("ema", "ema.module."), ("model", "model."))}
+    parts = {"ema": _part(tensors, "ema.module."), "model": _part(tensors, "model.")}
     which = ("ema" if parts["ema"] else "model") if weights == "auto" else weights
     if not parts[which]:
         raise ValueError(f"{ckpt}: holds no {which} weights (the run had no ema_decay); use --weights model")
@@ -144,9 +148,9 @@ def export_last_epoch(run_dir: str | os.PathLike, out_dir: str | os.PathLike, we
 def load_checkpoint(run_dir: Path, model, optimizer, scheduler, ema=None) -> dict:
     tensors = load_file(str(run_dir / "last.safetensors"))
     state = _unjson(json.loads((run_dir / "last.json").read_text()))
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    model.load_state_dict(_part(tensors, "model."))
     if ema is not None:
-        ema_sd = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
+        ema_sd = _part(tensors, "ema.")
         if not ema_sd:
             raise ValueError(f"{run_dir / 'last.safetensors'}: the run now asks for ema_decay but its checkpoint "
                              "holds no weight average; resume without it or start a new run")
