@@ -211,6 +211,33 @@ def test_config_values_are_type_checked_before_any_data_is_read(tmp_path, tiny_f
     assert "expected [min, max], e.g. [0.9, 1.1]" in " ".join(capsys.readouterr().err.split())  # not markup
 
 
+def test_bf16_auto_times_a_copy_and_records_its_choice(tiny_fer_csv, tmp_path):
+    from emotionlab.models import create_model
+    from emotionlab.training.engine import choose_bf16
+
+    model = create_model("mini_xception")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.randn(8, 1, 48, 48)
+    rng = torch.get_rng_state()
+    use, speed = choose_bf16(model, x, 7, torch.device("cpu"), rounds=1, margin=0.0)
+    assert use is True and speed["fp32_img_s"] > 0 and speed["bf16_img_s"] > 0
+    assert choose_bf16(model, x, 7, torch.device("cpu"), rounds=1, margin=float("inf"))[0] is False
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # weights and BN stats kept
+    assert torch.equal(rng, torch.get_rng_state())  # so the run's shuffles and dropout do not depend on it
+    out = tmp_path / "run"
+    r = runner.invoke(app, ["train", "--model", "mini_xception", "--data", str(tiny_fer_csv), "--epochs", "1",
+                            "--batch-size", "8", "--out", str(out), "--threads", "1", "--bf16-auto"])
+    assert r.exit_code == 0, r.output
+    assert "bf16 auto: o" in r.output
+    chosen = json.loads((out / "config.json").read_text())["bf16"]
+    assert isinstance(chosen, bool)  # resume and the card see what ran, not "auto"
+    assert json.loads((out / "best.json").read_text())["training"]["recipe"]["bf16"] is chosen
+    r = runner.invoke(app, ["train", "--data", str(tiny_fer_csv), "--bf16-auto", "--no-bf16", "--out", str(out)])
+    assert r.exit_code != 0 and "not both" in r.output
+    with pytest.raises(ValueError, match="bf16 is 'fast'; expected true, false or auto"):
+        TrainConfig.from_dict({"bf16": "fast"})
+
+
 def test_cv_reports_mean_and_std(tiny_fer_csv, tmp_path):
     from emotionlab.training.studies import cross_validate
 

@@ -188,6 +188,10 @@ def train(
     max_train: Optional[int] = typer.Option(None, "--max-train", help="Use at most N training images."),
     compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model."),
     bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="bf16 autocast."),
+    bf16_auto: bool = typer.Option(False, "--bf16-auto",
+                                   help="Time a training step in fp32 and in bf16 autocast on this machine and "
+                                        "train with the faster (bf16 wins on CPUs with AMX); config.json records "
+                                        "the choice."),
     time_budget: Optional[float] = typer.Option(
         None, "--time-budget", help="Wall-clock seconds for the run: --epochs becomes a cap and the run plans how "
                                     "many epochs fit (cosine still anneals); the model card records the plan."),
@@ -217,11 +221,13 @@ def train(
     from ..training.config import TrainConfig
     from ..training.engine import fit
 
+    if bf16_auto and bf16 is not None:
+        fail("--bf16-auto measures which precision to use; give it or --bf16 / --no-bf16, not both")
     over = dict(model=model, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, schedule=schedule,
                 patience=patience, in_size=in_size, ferplus=str(ferplus) if ferplus else None,
                 label_smoothing=label_smoothing, class_weights=class_weights,
                 class_weight_power=class_weight_power, balanced_sampler=balanced, seed=seed,
-                threads=threads, device=device, max_train=max_train, compile=compile, bf16=bf16,
+                threads=threads, device=device, max_train=max_train, compile=compile, bf16="auto" if bf16_auto else bf16,
                 time_budget=time_budget, data=str(data) if data else None, init_from=init_from,
                 teachers=list(teacher) if teacher else None, distill_weight=distill_weight,
                 teacher_tta=teacher_tta, distill_temperature=distill_temperature, ema_decay=ema_decay,
