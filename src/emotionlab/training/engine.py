@@ -464,7 +464,7 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, console=Non
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     images = torch.from_numpy(train.images)
-    if cfg.bf16 == "auto":
+    if cfg.bf16 == "auto":  # decided once: cfg keeps the choice, so every fold of `cv` trains the same way
         x = to_input(images[:cfg.batch_size].to(device), pre, cfg.channels_last)
         cfg.bf16, speed = choose_bf16(model, x, len(ls), device)
         console.print(f"bf16 auto: {'on' if cfg.bf16 else 'off'}" + (
