@@ -464,12 +464,6 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, console=Non
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     images = torch.from_numpy(train.images)
-    if cfg.bf16 == "auto":  # decided once: cfg keeps the choice, so every fold of `cv` trains the same way
-        x = to_input(images[:cfg.batch_size].to(device), pre, cfg.channels_last)
-        cfg.bf16, speed = choose_bf16(model, x, len(ls), device)
-        console.print(f"bf16 auto: {'on' if cfg.bf16 else 'off'}" + (
-            f" (one training step: fp32 {speed['fp32_img_s']:.0f} img/s, bf16 autocast {speed['bf16_img_s']:.0f} "
-            f"img/s)" if speed else f" ({device.type})"))
     fwd_model = torch.compile(model) if cfg.compile else model
     teacher = teacher_targets(cfg, train, ls.labels, in_size, device, out, console)
     targets = _targets(train, len(ls), cfg, teacher)
@@ -485,6 +479,14 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, console=Non
     steps = len(train) // cfg.batch_size
     if steps == 0:
         raise ValueError(f"training set has {len(train)} images, fewer than one batch of {cfg.batch_size}")
+    # bf16 auto, timed on one full (even) training batch and decided once: cfg keeps the choice, so every fold of
+    # `cv` trains the same way
+    if cfg.bf16 == "auto":
+        x = to_input(images[:cfg.batch_size].to(device), pre, cfg.channels_last)
+        cfg.bf16, speed = choose_bf16(model, x, len(ls), device)
+        console.print(f"bf16 auto: {'on' if cfg.bf16 else 'off'}" + (
+            f" (one training step: fp32 {speed['fp32_img_s']:.0f} img/s, bf16 autocast {speed['bf16_img_s']:.0f} "
+            f"img/s)" if speed else f" ({device.type})"))
     opt = build_optimizer(model, cfg)
     sched, unit = build_scheduler(opt, cfg, steps)
     ema = make_ema(model, cfg.ema_decay) if cfg.ema_decay else None
