@@ -561,10 +561,13 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, console=Non
 
 
 def history_summary(history: list[dict]) -> dict:
-    """Epochs run, mean seconds per epoch and mean img/s of a run's history (rows of fit or of history.csv)."""
+    """Epochs run, median seconds per epoch and median img/s of a run's history (rows of fit or of history.csv).
+
+    Medians: a few epochs slowed by another job on a shared machine should not set the study's compute column.
+    """
     secs = [float(h["seconds"]) for h in history]
-    return {"epochs_run": len(history), "seconds_per_epoch": float(np.mean(secs)) if secs else None,
-            "img_s": float(np.mean([float(h["img_s"]) for h in history])) if history else None}
+    return {"epochs_run": len(history), "seconds_per_epoch": float(np.median(secs)) if secs else None,
+            "img_s": float(np.median([float(h["img_s"]) for h in history])) if history else None}
 
 
 class EpochPlanner:
