@@ -238,6 +238,32 @@ def test_bf16_auto_times_a_copy_and_records_its_choice(tiny_fer_csv, tmp_path):
         TrainConfig.from_dict({"bf16": "fast"})
 
 
+def test_subnormal_weights_are_zero_in_saved_and_loaded_models(tiny_fer_csv, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from emotionlab.models.hub import load_model
+    from emotionlab.training.checkpoint import save_weights
+
+    out = tmp_path / "run"
+    fit(tiny_cfg(tiny_fer_csv, epochs=1), out)
+    # fit puts the CPU in flush-to-zero / denormals-are-zero mode: a subnormal operand counts as 0
+    assert float(torch.tensor([1e-39]) * 1.0) == 0.0
+    sd = load_file(str(out / "best.safetensors"))
+    name = next(k for k, v in sd.items() if v.is_floating_point() and v.numel() > 10)
+    # bit patterns of 1e-40, -3e-39 (subnormal), 1e-30, 0 and 2.0: in flush-to-zero mode a float store would give 0
+    sd[name].view(-1)[:5].view(torch.int32)[:] = torch.tensor([0x000116C2, -0x7FFFFFFF - 1 + 0x0020AAC8,
+                                                               0x0DA24260, 0, 0x40000000], dtype=torch.int32)
+    save_file(sd, str(out / "best.safetensors"))  # as a model trained elsewhere would arrive
+    lm = load_model(out)
+    got = lm.model.state_dict()[name].view(-1)[:5].view(torch.int32).tolist()
+    assert got == [0, 0, 0x0DA24260, 0, 0x40000000]
+    live = lm.model.state_dict()[name].view(-1)
+    live.view(torch.int32)[0] = 0x000116C2  # 1e-40 written as bits: flush-to-zero mode would round a store to 0
+    save_weights(lm.model, tmp_path / "w.safetensors")
+    assert int(load_file(str(tmp_path / "w.safetensors"))[name].view(-1).view(torch.int32)[0]) == 0
+    assert int(live.view(torch.int32)[0]) == 0x000116C2  # saving does not touch the live model
+
+
 def test_cv_reports_mean_and_std(tiny_fer_csv, tmp_path):
     from emotionlab.training.studies import cross_validate
 

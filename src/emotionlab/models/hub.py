@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..data.preprocess import PreprocessConfig
-from .registry import create_model, list_models
+from .registry import create_model, flush_subnormals, list_models
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 #: no file shipped inside the package may exceed this ("each file <= 25 MB", read in decimal megabytes)
@@ -123,6 +123,7 @@ def load_model(name_or_path: str | os.PathLike = "default", device: str | torch.
     model = create_model(card["arch"], num_classes=card["num_classes"], in_size=card["in_size"],
                          in_chans=card.get("in_chans", 1), **card.get("arch_kwargs", {}))
     sd = load_file(str(wpath))
+    flush_subnormals(sd)  # weights saved before 2026-12-05 or trained elsewhere: keep CPU inference at full speed
     missing, unexpected = model.load_state_dict(sd, strict=False)
     if missing or unexpected:
         raise ValueError(f"{wpath}: weights do not fit {card['arch']} (missing {missing[:3]}, unexpected {unexpected[:3]})")
