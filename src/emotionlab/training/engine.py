@@ -466,8 +466,8 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, console=Non
     model.to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    images = torch.from_numpy(train.images)
     fwd_model = torch.compile(model) if cfg.compile else model
+    images = torch.from_numpy(train.images)
     teacher = teacher_targets(cfg, train, ls.labels, in_size, device, out, console)
     targets = _targets(train, len(ls), cfg, teacher)
     if device.type == "cuda":  # 28k faces are 66 MB: keep them on the GPU, batches never cross the bus
