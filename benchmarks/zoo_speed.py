@@ -52,13 +52,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--iters", type=int, default=10)
-    ap.add_argument("--models", default="*")
+    ap.add_argument("--models", default="*", help="comma-separated name patterns, e.g. 'emonet_*,simple_cnn'")
     ap.add_argument("--bf16", action="store_true", help="also time training under bf16 autocast")
     ap.add_argument("--json")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     rows = []
-    for name in list_models(a.models):
+    for name in sorted({n for pat in a.models.split(',') for n in list_models(pat)}):
         sizes = get_entry(name).sizes
         for size in sizes:
             heavy = name == "resnet50"
