@@ -103,11 +103,13 @@ def flush_subnormals(tensors: dict) -> int:
 
     Why: Adam with L2 decay drives dense weights that get no gradient into the subnormal range (half of the 100 px
     simple_cnn's weights after a few epochs), and x86 CPUs compute with subnormals ~20x slower in float32, in
-    PyTorch and ONNX Runtime alike. To any prediction these values are zero.
+    PyTorch and ONNX Runtime alike. To any prediction these values are zero. float16 tensors are left alone: the
+    shipped float16 weights hold values under float16's normal range (< 6.1e-5) that are ordinary float32 numbers
+    once loaded, and they are part of the model.
     """
     n = 0
     for t in tensors.values():
-        if isinstance(t, torch.Tensor) and t.is_floating_point():
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and t.dtype != torch.float16:
             # nonzero by bit pattern: in flush-to-zero mode (set by fit) `t != 0` reads a subnormal as zero
             bits = t.view({2: torch.int16, 4: torch.int32, 8: torch.int64}[t.element_size()])
             tiny = (t.abs() < torch.finfo(t.dtype).tiny) & (bits != 0) & (bits != torch.iinfo(bits.dtype).min)
