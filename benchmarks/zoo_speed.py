@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from emotionlab.models import count_mflops, count_params, create_model, get_entry, list_models
+from emotionlab.training.engine import autocast_ctx
 
 
 def train_img_s(name: str, size: int, iters: int, bs: int = 64, bf16: bool = False) -> float:
@@ -28,7 +29,7 @@ def train_img_s(name: str, size: int, iters: int, bs: int = 64, bf16: bool = Fal
     for i in range(iters + 2):
         if i == 2:
             t = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with autocast_ctx(torch.device("cpu"), bf16):  # what training uses
             loss = F.cross_entropy(m(x).float(), y)
         opt.zero_grad()
         loss.backward()

@@ -142,6 +142,7 @@ def export_last_epoch(run_dir: str | os.PathLike, out_dir: str | os.PathLike, we
     val.update({k: last[h] for k, h in (("accuracy", "val_acc"), ("macro_f1", "val_macro_f1")) if h in last})
     card.setdefault("metrics", {})["validation"] = val
     out_dir.mkdir(parents=True, exist_ok=True)
+    flush_subnormals(parts[which])  # like save_weights: a model file carries no subnormal values
     save_file({k: v.contiguous() for k, v in parts[which].items()}, str(out_dir / "best.safetensors"),
               metadata={"emotionlab_source": f"{ckpt} epoch {epoch} ({which})"})
     write_json(out_dir / "best.json", card)
