@@ -116,7 +116,11 @@ def models_show(model: str = typer.Argument("default", help="Shipped name, alias
     ]
     if card.get("quantized_from"):
         lines.append(("quantized from", str(card["quantized_from"])))
-    if tr:
+    if card.get("members"):  # an ensemble: its members' own cards hold their training
+        lines.append(("members", ", ".join(f"{m.get('model')} (weight {m.get('weight', 1.0):g})"
+                                           for m in card["members"])))
+        lines.append(("combination", str(tr.get("selection", "weighted mean of the members' probabilities"))))
+    elif tr:
         lines += [("training data", " + ".join(str(x) for x in (tr.get("data"), tr.get("ferplus")) if x)),
                   ("selection", str(tr.get("selection", ""))),
                   ("recipe", ", ".join(f"{k} {recipe[k]}" for k in ("epochs", "optimizer", "lr", "schedule",
@@ -380,6 +384,49 @@ def models_last_epoch(
                   f"(validation accuracy {card['metrics']['validation'].get('accuracy', float('nan')):.4f})")
 
 
+@models_app.command("ensemble")
+def models_ensemble(
+    members: list[str] = typer.Argument(..., help="Two or more models: shipped names, aliases, run directories."),
+    out: Path = typer.Option(..., "--out", help="Directory for the ensemble's card (ensemble.json)."),
+    weight: list[float] = typer.Option([], "--weight", help="One per member, in order (default: all 1)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Name in the card (default: the directory's name)."),
+) -> None:
+    """Combine face models into one: the weighted mean of their probabilities. `evaluate`, `predict`, `serve`,
+    `export` and `models ship` take the directory like any model; the members' weights stay where they are."""
+    from ..models.ensemble import ensemble_card
+    from ..models.hub import aliases, load_model, shipped_models
+    from ..training.checkpoint import write_json
+
+    if len(members) < 2:
+        fail(f"an ensemble needs at least two members, got {len(members)}")
+    if weight and len(weight) != len(members):
+        fail(f"--weight given {len(weight)} times for {len(members)} members: give one per member or none")
+    weights = list(weight) or [1.0] * len(members)
+    if any(not w > 0 for w in weights):
+        fail(f"--weight must be positive, got {weights}")
+    out.mkdir(parents=True, exist_ok=True)
+    al, shipped = aliases(), shipped_models()
+    refs = []
+    for m in members:
+        if m in al or m in shipped:  # an alias is pinned to what it names today: `default` may move
+            refs.append(al.get(m, m))
+        else:  # a path, stored relative to the card so that the folder can move with its members
+            rel = os.path.relpath(Path(m).resolve(), out.resolve())
+            refs.append(rel if "/" in rel or rel.endswith(".json") else f"./{rel}")
+    try:
+        loaded = [load_model(m) for m in members]
+        from ..models.ensemble import check_members
+
+        check_members([(m, lm.card) for m, lm in zip(members, loaded)], "models ensemble")
+    except (FileNotFoundError, ValueError) as e:
+        fail(str(e))
+    card = ensemble_card(list(zip(refs, weights)), name or out.resolve().name, loaded)
+    write_json(out / "ensemble.json", card)
+    load_model(out)  # the card as written must load
+    console.print(f"ensemble of {len(refs)} ({', '.join(f'{r} x{w:g}' for r, w in zip(refs, weights))}) -> "
+                  f"{escape(str(out / 'ensemble.json'))}")
+
+
 @models_app.command("ship")
 def models_ship(
     run: Path = typer.Argument(..., help="Run directory with best.safetensors + best.json."),
@@ -397,20 +444,29 @@ def models_ship(
     import shutil
     from datetime import datetime, timezone
 
-    from ..models.hub import MAX_SHIPPED_FILE_BYTES, WEIGHTS_DIR, resolve
+    from ..models.ensemble import is_ensemble_card, member_refs
+    from ..models.hub import MAX_SHIPPED_FILE_BYTES, WEIGHTS_DIR, resolve, shipped_models
     from ..training.checkpoint import write_json
     from ..training.evaluation import run_evaluation
 
     wpath, cpath = resolve(run)
-    if not fp16 and wpath.stat().st_size > MAX_SHIPPED_FILE_BYTES:  # --fp16: the halved file is what must fit
+    card = json.loads(cpath.read_text())
+    if is_ensemble_card(card):  # a card only: its members must be shipped already, each under the size limit
+        unshipped = [r for r, _ in member_refs(card, cpath) if r not in shipped_models()]
+        if unshipped:
+            fail(f"{cpath}: members {unshipped} are not shipped models; ship each of them first "
+                 "(`emotionlab models ship RUN --name NAME`) and build the ensemble from their names")
+        if fp16:
+            fail("--fp16 applies to weights; an ensemble ships only its card (its members are stored already)")
+        wpath = None
+    elif not fp16 and wpath.stat().st_size > MAX_SHIPPED_FILE_BYTES:  # --fp16: the halved file is what must fit
         fail(f"{wpath} is {wpath.stat().st_size / 1e6:.1f} MB; shipped files must stay under "
              f"{MAX_SHIPPED_FILE_BYTES:,} bytes (try --fp16)")
     WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
-    card = json.loads(cpath.read_text())
     card["name"] = name
     card["status"] = status
     card["shipped"] = datetime.now(timezone.utc).strftime("%Y-%m-%d")
-    if fp16:
+    if wpath is not None and fp16:
         from ..training.checkpoint import save_half
 
         half = WEIGHTS_DIR / f"{name}.safetensors.tmp"
@@ -422,7 +478,7 @@ def models_ship(
                  f"{MAX_SHIPPED_FILE_BYTES:,} bytes")
         os.replace(half, WEIGHTS_DIR / f"{name}.safetensors")
         card["storage"] = "float16 for tensors >= 4096 elements; computed in float32"
-    else:
+    elif wpath is not None:
         shutil.copyfile(wpath, WEIGHTS_DIR / f"{name}.safetensors")
     write_json(WEIGHTS_DIR / f"{name}.json", card)
     from ..data.utkface import is_utkface

@@ -10,7 +10,7 @@ import json
 import os
 import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -78,11 +78,16 @@ def export_onnx(model_name_or_path: str, out: Path | None = None, atol: float = 
     return out
 
 
-def cached_onnx(key: str, weights: Path, export: Callable[[Path], None]) -> Path:
-    """Path of an ONNX file for ``weights`` in the cache, exporting it (atomically) on first use."""
+def cached_onnx(key: str, weights: Path | Sequence[Path], export: Callable[[Path], None]) -> Path:
+    """Path of an ONNX file for ``weights`` (one file, or all of an ensemble's) in the cache, exporting it
+    (atomically) on first use."""
+    import hashlib
+
     from ..data.cache import cache_dir, file_hash
 
-    digest = file_hash(weights)[:16]
+    files = [weights] if isinstance(weights, (str, os.PathLike)) else list(weights)
+    digest = file_hash(files[0])[:16] if len(files) == 1 else hashlib.sha1(
+        "".join(file_hash(f) for f in files).encode()).hexdigest()[:16]
     d = cache_dir() / "onnx"
     d.mkdir(parents=True, exist_ok=True)
     path = d / f"{key}-{digest}-op{OPSET}-torch{torch.__version__.split('+')[0]}.onnx"
@@ -161,4 +166,4 @@ def cached_model_onnx(lm) -> Path:
         if diff > 1e-3:
             raise RuntimeError(f"ONNX export of {lm.name} differs from PyTorch by {diff:.2e}")
 
-    return cached_onnx(f"model-{lm.name}", Path(lm.weights), export)
+    return cached_onnx(f"model-{lm.name}", list(lm.weight_files) or [Path(lm.weights)], export)

@@ -150,6 +150,9 @@ def quantize_model(model: str, calib_images_u8: np.ndarray, out_dir: Path, name:
     from .onnx_export import cached_model_onnx
 
     lm = load_model(model)
+    if lm.card.get("members"):
+        raise ValueError(f"{model}: an ensemble has no weights of its own and runs its members in float; "
+                         "int8 ensembles are not supported (quantize a member to run it alone)")
     if lm.card.get("onnx_graph"):
         raise ValueError(f"{model}: already an int8 graph ({lm.card['onnx_graph']['file']}); quantize its float "
                          "source instead")

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..data.preprocess import PreprocessConfig
+from .ensemble import ProbEnsemble, check_members, is_ensemble_card, member_refs
 from .registry import create_model, flush_subnormals, list_models
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -30,6 +31,8 @@ class LoadedModel:
     card: dict
     weights: Path
     card_path: Path | None = None
+    #: every weights file the model computes with (an ensemble: its members'), for caches keyed on content
+    weight_files: tuple[Path, ...] = ()
 
     @property
     def labels(self) -> list[str]:
@@ -51,12 +54,15 @@ def aliases() -> dict[str, str]:
 
 def weights_of(card_path: Path) -> Path:
     """The safetensors file of a model card: the card's ``weights`` entry (a file name beside the card), else the
-    card's own name with ``.safetensors``."""
+    card's own name with ``.safetensors``. An ensemble's card has no weights of its own: it is returned itself."""
     card_path = Path(card_path)
     ref = None
     if card_path.exists():
         try:
-            ref = json.loads(card_path.read_text()).get("weights")
+            card = json.loads(card_path.read_text())
+            if is_ensemble_card(card):
+                return card_path
+            ref = card.get("weights")
         except (ValueError, AttributeError) as e:
             raise ValueError(f"{card_path}: not a JSON model card ({e})") from e
     if ref is None:
@@ -86,7 +92,9 @@ def resolve(name_or_path: str | os.PathLike) -> tuple[Path, Path]:
         for stem in ("best", "model"):
             if (p / f"{stem}.safetensors").exists() and (p / f"{stem}.json").exists():
                 return p / f"{stem}.safetensors", p / f"{stem}.json"
-        raise FileNotFoundError(f"{p}: no best.safetensors + best.json model in this directory")
+        if (p / "ensemble.json").exists():  # `emotionlab models ensemble --out DIR`
+            return p / "ensemble.json", p / "ensemble.json"
+        raise FileNotFoundError(f"{p}: no best.safetensors + best.json model (or ensemble.json) in this directory")
     if p.suffix == ".safetensors" and p.exists():
         card = p.with_suffix(".json")
         if not card.exists():
@@ -111,12 +119,15 @@ def load_card(name_or_path: str | os.PathLike = "default") -> dict:
     return json.loads(resolve(name_or_path)[1].read_text())
 
 
-def load_model(name_or_path: str | os.PathLike = "default", device: str | torch.device = "cpu") -> LoadedModel:
+def load_model(name_or_path: str | os.PathLike = "default", device: str | torch.device = "cpu",
+               _depth: int = 0) -> LoadedModel:
     """Load a shipped or trained model for inference (eval mode). Weights never go through pickle."""
     from safetensors.torch import load_file
 
     wpath, cpath = resolve(name_or_path)
     card = json.loads(Path(cpath).read_text())
+    if is_ensemble_card(card):
+        return _load_ensemble(card, Path(cpath), device, _depth)
     if not isinstance(card, dict) or "arch" not in card:
         raise ValueError(f"{cpath}: not a model card (expected the JSON that `emotionlab train` writes as "
                          "best.json, with keys arch, num_classes, labels, preprocess)")
@@ -128,7 +139,28 @@ def load_model(name_or_path: str | os.PathLike = "default", device: str | torch.
     if missing or unexpected:
         raise ValueError(f"{wpath}: weights do not fit {card['arch']} (missing {missing[:3]}, unexpected {unexpected[:3]})")
     model.eval().to(device)
-    return LoadedModel(model, card, Path(wpath), Path(cpath))
+    return LoadedModel(model, card, Path(wpath), Path(cpath), (Path(wpath),))
+
+
+def _load_ensemble(card: dict, cpath: Path, device, depth: int) -> LoadedModel:
+    """An ensemble card's members, loaded and checked to share labels, input and preprocessing."""
+    if depth > 0:
+        raise ValueError(f"{cpath}: a member of an ensemble is itself an ensemble; list its members instead")
+    refs = member_refs(card, cpath)
+    members = []
+    for ref, _ in refs:
+        try:
+            members.append(load_model(ref, device, _depth=depth + 1))
+        except (FileNotFoundError, ValueError) as e:
+            raise type(e)(f"{cpath}: member {ref!r}: {e}") from e
+    check_members([(m.name, m.card) for m in members], str(cpath))
+    for k in ("labels", "in_size"):
+        if card.get(k) != members[0].card.get(k):
+            raise ValueError(f"{cpath}: field {k!r} is {card.get(k)!r} but its members have "
+                             f"{members[0].card.get(k)!r}")
+    model = ProbEnsemble([m.model for m in members], [w for _, w in refs]).eval().to(device)
+    files = tuple(f for m in members for f in m.weight_files)
+    return LoadedModel(model, card, cpath, cpath, files)
 
 
 def best_available() -> str | None:
