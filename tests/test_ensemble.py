@@ -143,3 +143,35 @@ def test_ensemble_of_shipped_names_pins_aliases(tmp_path):
     x = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 1, 48, 48), dtype=np.float32))
     with torch.no_grad():
         assert torch.allclose(lm.model(x).softmax(1).sum(1), torch.ones(2), atol=1e-5)
+
+
+def test_gradcam_of_an_ensemble_uses_every_member(tmp_path):
+    """Two copies of one model: each member's map gets half the gradient of the ensemble's score, so the
+    ensemble's Grad-CAM equals the single model's Grad-CAM of its log-probability. With two different members
+    the map differs from the last member's alone (what the last-feature-map rule alone would explain)."""
+    import copy
+
+    import torch.nn.functional as F
+
+    from emotionlab.explain.maps import gradcam
+
+    a = load_model(make_run(tmp_path / "a", 0)).model
+    b = load_model(make_run(tmp_path / "b", 1)).model
+    x = torch.rand(2, 1, 48, 48)
+    twin = ProbEnsemble([a, copy.deepcopy(a)], [1.0, 1.0]).eval()
+    got, pred, _ = gradcam(twin, x)
+    want, want_pred, _ = gradcam(a, x, head=lambda o: F.log_softmax(o, 1))
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-3)
+    assert torch.equal(pred, want_pred)
+    mixed = ProbEnsemble([a, b], [1.0, 1.0]).eval()
+    both, pred, _ = gradcam(mixed, x)
+    only_b, _, _ = gradcam(mixed, x, target=pred, target_layer=f"members.1.{_last_layer_name(mixed.members[1], x)}")
+    assert both.shape == (2, 48, 48) and float(both.min()) >= 0 and float(both.max()) <= 1
+    assert not torch.allclose(both, only_b, atol=1e-3)  # member 0's map counts too
+
+
+def _last_layer_name(model, x):
+    from emotionlab.explain.maps import find_gradcam_layer
+
+    layer = find_gradcam_layer(model, x)
+    return next(n for n, m in model.named_modules() if m is layer)

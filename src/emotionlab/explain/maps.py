@@ -233,17 +233,28 @@ def _get_layer(model: nn.Module, layer: nn.Module | str) -> nn.Module:
 
 def gradcam(model: nn.Module, x: torch.Tensor, target: Target = None, labels=None, head: HeadFn = default_head,
             target_layer: nn.Module | str | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Selvaraju et al. 2017: ReLU(sum_k mean(dS/dA_k) A_k) on the last feature map, upsampled to the input."""
+    """Selvaraju et al. 2017: ReLU(sum_k mean(dS/dA_k) A_k) on the last feature map, upsampled to the input.
+
+    An ensemble (``ProbEnsemble``) is explained on the last feature map of every member: each map's
+    weighted sum uses the gradient of the ensemble's own score, so a member counts as much as it moves that
+    score, and the upsampled sums are added before the ReLU.
+    """
     x, _ = _as_batch(x)
-    layer = _default_layer(model, x) if target_layer is None else _get_layer(model, target_layer)
-    store: dict[str, torch.Tensor] = {}
+    if target_layer is not None:
+        layers = [_get_layer(model, target_layer)]
+    elif hasattr(model, "members"):
+        layers = [_default_layer(m, x) for m in model.members]
+    else:
+        layers = [_default_layer(model, x)]
+    acts: list[torch.Tensor | None] = [None] * len(layers)
 
-    def fwd_hook(_mod, _inp, out):
-        act = default_head(out)
-        store["act"] = act
-        # The activation itself is kept in the graph: autograd.grad below asks for d score / d act.
+    def make_hook(i: int):
+        def fwd_hook(_mod, _inp, out):
+            acts[i] = default_head(out)
+            # The activation itself is kept in the graph: autograd.grad below asks for d score / d act.
+        return fwd_hook
 
-    handle = layer.register_forward_hook(fwd_hook)
+    handles = [layer.register_forward_hook(make_hook(i)) for i, layer in enumerate(layers)]
     dev = next(model.parameters()).device
     try:
         with _eval_mode(model), torch.enable_grad():
@@ -251,15 +262,17 @@ def gradcam(model: nn.Module, x: torch.Tensor, target: Target = None, labels=Non
             logits = head(model(xin))
             idx = _resolve_target(target, logits.detach(), labels).to(dev)
             score = logits.gather(1, idx.view(-1, 1)).sum()
-            act = store.get("act")
-            if act is None:
-                raise ValueError(f"Grad-CAM layer {type(layer).__name__} did not run in the forward pass")
-            (grad,) = torch.autograd.grad(score, act)
+            missing = [type(layers[i]).__name__ for i, a in enumerate(acts) if a is None]
+            if missing:
+                raise ValueError(f"Grad-CAM layer {missing[0]} did not run in the forward pass")
+            grads = torch.autograd.grad(score, acts)
     finally:
-        handle.remove()
-    act = act.detach()
-    weights = grad.mean((2, 3), keepdim=True)
-    cam = F.relu((weights * act).sum(1, keepdim=True))
+        for h in handles:
+            h.remove()
+    maps = [(grad.mean((2, 3), keepdim=True) * act.detach()).sum(1, keepdim=True) for act, grad in zip(acts, grads)]
+    if len({m.shape for m in maps}) > 1:  # members with maps of different sizes meet at the input's size
+        maps = [F.interpolate(m, size=x.shape[-2:], mode="bilinear", align_corners=False) for m in maps]
+    cam = F.relu(torch.stack(maps).sum(0))
     cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
     probs = F.softmax(logits.detach().float(), 1)
     return normalize_map(cam), probs.argmax(1), probs
