@@ -393,7 +393,7 @@ def models_ensemble(
 ) -> None:
     """Combine face models into one: the weighted mean of their probabilities. `evaluate`, `predict`, `serve`,
     `export` and `models ship` take the directory like any model; the members' weights stay where they are."""
-    from ..models.ensemble import ensemble_card
+    from ..models.ensemble import check_members, ensemble_card
     from ..models.hub import aliases, load_model, shipped_models
     from ..training.checkpoint import write_json
 
@@ -415,8 +415,6 @@ def models_ensemble(
             refs.append(rel if "/" in rel or rel.endswith(".json") else f"./{rel}")
     try:
         loaded = [load_model(m) for m in members]
-        from ..models.ensemble import check_members
-
         check_members([(m, lm.card) for m, lm in zip(members, loaded)], "models ensemble")
     except (FileNotFoundError, ValueError) as e:
         fail(str(e))

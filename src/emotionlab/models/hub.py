@@ -4,7 +4,8 @@ A model is a safetensors weight file plus a JSON model card (architecture, label
 recipe, metrics). ``weights/aliases.json`` maps the public names ``default`` and ``fast`` to shipped files.
 A card may name its weights file (``"weights": "other.safetensors"``, beside the card) so that an int8 ONNX
 graph of a shipped model (``"onnx_graph"``, see ``emotionlab.inference.quantize``) shares the float weights
-it was quantized from instead of shipping a second copy.
+it was quantized from instead of shipping a second copy. An ensemble's card (``emotionlab.models.ensemble``) names
+shipped members instead of weights, so `default` can be several models at the cost of one card.
 """
 from __future__ import annotations
 
