@@ -394,7 +394,7 @@ def models_ensemble(
     """Combine face models into one: the weighted mean of their probabilities. `evaluate`, `predict`, `serve`,
     `export` and `models ship` take the directory like any model; the members' weights stay where they are."""
     from ..models.ensemble import check_members, ensemble_card
-    from ..models.hub import aliases, load_model, shipped_models
+    from ..models.hub import aliases, load_card, load_model, shipped_models
     from ..training.checkpoint import write_json
 
     if len(members) < 2:
@@ -404,6 +404,11 @@ def models_ensemble(
     weights = list(weight) or [1.0] * len(members)
     if any(not w > 0 for w in weights):
         fail(f"--weight must be positive, got {weights}")
+    try:  # the cards are enough to check the members; their weights load once, below, through the new card
+        cards = [(m, load_card(m)) for m in members]
+        check_members(cards, "models ensemble")
+    except (FileNotFoundError, ValueError) as e:
+        fail(str(e))
     out.mkdir(parents=True, exist_ok=True)
     al, shipped = aliases(), shipped_models()
     refs = []
@@ -413,14 +418,13 @@ def models_ensemble(
         else:  # a path, stored relative to the card so that the folder can move with its members
             rel = os.path.relpath(Path(m).resolve(), out.resolve())
             refs.append(rel if "/" in rel or rel.endswith(".json") else f"./{rel}")
-    try:
-        loaded = [load_model(m) for m in members]
-        check_members([(m, lm.card) for m, lm in zip(members, loaded)], "models ensemble")
-    except (FileNotFoundError, ValueError) as e:
-        fail(str(e))
-    card = ensemble_card(list(zip(refs, weights)), name or out.resolve().name, loaded)
+    card = ensemble_card(list(zip(refs, weights)), name or out.resolve().name, cards)
     write_json(out / "ensemble.json", card)
-    load_model(out)  # the card as written must load
+    try:
+        load_model(out)  # the card as written must load, with every member's weights fitting its architecture
+    except (FileNotFoundError, ValueError) as e:
+        (out / "ensemble.json").unlink()
+        fail(str(e))
     console.print(f"ensemble of {len(refs)} ({', '.join(f'{r} x{w:g}' for r, w in zip(refs, weights))}) -> "
                   f"{escape(str(out / 'ensemble.json'))}")
 

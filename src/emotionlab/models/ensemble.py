@@ -90,9 +90,9 @@ def check_members(cards: list[tuple[str, dict]], where: str) -> None:
                                  f"ensemble's members must share {', '.join(SHARED_KEYS)}")
 
 
-def ensemble_card(members: list[tuple[str, float]], name: str, loaded: list) -> dict:
-    """The card of a new ensemble of loaded members (``LoadedModel``); metrics come later (``models ship``)."""
-    c0 = loaded[0].card
+def ensemble_card(members: list[tuple[str, float]], name: str, cards: list[tuple[str, dict]]) -> dict:
+    """The card of a new ensemble from its members' (name, card); metrics come later (``models ship``)."""
+    c0 = cards[0][1]
     return {
         "format": ENSEMBLE_FORMAT,
         "name": name,
@@ -104,8 +104,8 @@ def ensemble_card(members: list[tuple[str, float]], name: str, loaded: list) -> 
         "in_size": c0["in_size"],
         "in_chans": c0.get("in_chans", 1),
         "preprocess": c0.get("preprocess"),
-        "params": sum(int(lm.card.get("params") or 0) for lm in loaded),
-        "mflops": round(sum(float(lm.card.get("mflops") or 0) for lm in loaded), 2),
-        "training": {"members": {lm.name: lm.card.get("training", {}) for lm in loaded},
+        "params": sum(int(c.get("params") or 0) for _, c in cards),
+        "mflops": round(sum(float(c.get("mflops") or 0) for _, c in cards), 2),
+        "training": {"members": {c.get("name", n): c.get("training", {}) for n, c in cards},
                      "selection": "each member: its own card; the ensemble: weighted mean of probabilities"},
     }
