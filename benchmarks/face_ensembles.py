@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import torch
 
+    from emotionlab.data.cache import file_hash
     from emotionlab.data.loader import eval_split, load_dataset
     from emotionlab.models.hub import load_model
     from emotionlab.training.engine import predict_proba
@@ -41,8 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--cache", type=Path, default=None,
-                    help="keep each member's probabilities here, keyed by its weights' contents, the TTA, the data and "
-                         "the split: trying a new member later scores only the new one (ten-crop: ~5 min per EmoNet-M)")
+                    help="keep each member's probabilities here, keyed by its weights' contents, the TTA and the faces "
+                         "scored: trying a new member later scores only the new one (ten-crop: ~5 min per EmoNet-M)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     ds = load_dataset(args.data, size=48, label_set="fer7")
@@ -56,10 +57,10 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"{n}: its labels {lm.labels} lack {missing}; it cannot vote on FER-2013's classes")
         cols = [lm.labels.index(c) for c in ds.label_set.labels]
         probs[n] = {}
-        weights = [hashlib.sha256(f.read_bytes()).hexdigest() for f in lm.weight_files] if args.cache else []
+        weights = [file_hash(f, "sha256") for f in lm.weight_files] if args.cache else []
         for s, p in parts.items():
-            key = hashlib.sha256(repr((weights, args.tta, str(Path(args.data).resolve()), s)).encode()).hexdigest()
-            hit = args.cache / f"{key[:20]}.npy" if weights else None
+            key = hashlib.sha256(repr((weights, args.tta)).encode() + np.ascontiguousarray(p.images).tobytes())
+            hit = args.cache / f"{key.hexdigest()[:20]}.npy" if weights else None
             if hit is not None and hit.exists():
                 pr = np.load(hit)
             else:
