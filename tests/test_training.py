@@ -430,6 +430,31 @@ def test_epoch_planner_follows_the_rate_early_then_only_shrinks():
     assert p.after_epoch(10) == 10
 
 
+def test_epoch_planner_without_horizon_regrows_after_slow_epochs_and_stops_at_the_budget():
+    """Plateau runs: slow epochs beside another job shrink the plan, the recovered rate grows it back."""
+    from emotionlab.training.engine import EpochPlanner
+
+    clock = FakeClock()
+    p = EpochPlanner(1000.0, max_epochs=300, clock=clock, anneal=False)
+    for done in range(1, 4):  # 3 epochs at 10 s: 970 s left / 10 s -> 97 more
+        clock.t += 10.0
+        planned = p.after_epoch(done)
+    assert planned == 100
+    for done in range(4, 7):  # 3 slow epochs at 30 s (a neighbour): 880 s left / 30 s -> 29 more
+        clock.t += 30.0
+        planned = p.after_epoch(done)
+    assert planned == 6 + 29
+    for done in range(7, 10):  # the neighbour ends, 10 s again: 850 s left / 10 s -> 85 more (cosine would not grow)
+        clock.t += 10.0
+        planned = p.after_epoch(done)
+    assert planned == 9 + 85
+    clock.t = 995.0  # 5 s left, less than one epoch: stop now instead of overrunning
+    assert p.after_epoch(10) == 10
+    anneal = EpochPlanner(1000.0, max_epochs=300, clock=FakeClock())
+    anneal.clock.t = 995.0
+    assert anneal.after_epoch(10) == 11  # with a horizon: one more epoch while time is left (unchanged)
+
+
 def test_time_budget_plans_epochs_and_records_them(tiny_fer_csv, tmp_path):
     out = tmp_path / "run"
     res = fit(tiny_cfg(tiny_fer_csv, epochs=500, time_budget=0.5), out)

@@ -504,7 +504,8 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, console=Non
     write_json(out / "config.json", cfg.to_dict())
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + start_epoch)
     command = command or " ".join(shlex.quote(a) for a in sys.argv)
-    planner = EpochPlanner(cfg.time_budget, cfg.epochs, start_epoch) if cfg.time_budget else None
+    planner = (EpochPlanner(cfg.time_budget, cfg.epochs, start_epoch, anneal=cfg.schedule == "cosine")
+               if cfg.time_budget else None)
     epoch = start_epoch
     while epoch < cfg.epochs:
         if cfg.balanced_sampler:
@@ -576,22 +577,37 @@ def history_summary(history: list[dict]) -> dict:
 class EpochPlanner:
     """How many epochs fit in ``budget`` seconds of wall clock, from the epochs measured so far.
 
-    While the first quarter of the plan runs, the plan follows the measured rate both ways (a GPU shared with
-    other jobs speeds up when they end); later it only shrinks, so the cosine tail is never stretched. The plan
-    never drops below the epochs already run plus one, and never exceeds ``max_epochs``.
+    With a fixed horizon (``anneal=True``: cosine) the plan follows the mean measured rate both ways while the
+    first quarter of the plan runs (a GPU shared with other jobs speeds up when they end); later it only
+    shrinks, so the cosine tail is never stretched. Without one (plateau, constant rate) nothing depends on the
+    plan but the stopping point, so it follows the remaining time at the recent epoch time (median of the last
+    three) for the whole run: a few slow epochs beside another job no longer cut the run short for good, and the
+    run stops when the next epoch would overrun the budget. With a horizon the plan never drops below the epochs
+    already run plus one while time is left. It never exceeds ``max_epochs``.
     """
 
-    def __init__(self, budget: float, max_epochs: int, start_epoch: int = 0, clock=time.perf_counter):
+    def __init__(self, budget: float, max_epochs: int, start_epoch: int = 0, clock=time.perf_counter,
+                 anneal: bool = True):
         self.budget, self.max_epochs, self.start_epoch, self.clock = budget, max_epochs, start_epoch, clock
-        self.t0 = clock()
+        self.anneal = anneal
+        self.t0 = self.t_last = clock()
         self.planned = max_epochs
+        self.durations: list[float] = []
 
     def after_epoch(self, done: int) -> int:
-        elapsed = self.clock() - self.t0
+        now = self.clock()
+        elapsed = now - self.t0
+        self.durations.append(now - self.t_last)
+        self.t_last = now
         ran = done - self.start_epoch
-        fit = self.start_epoch + int(self.budget / max(elapsed / max(ran, 1), 1e-9))
-        fit = max(done + (1 if elapsed < self.budget else 0), min(self.max_epochs, fit))
-        if done <= max(1, self.planned // 4) or fit < self.planned:
+        if self.anneal:
+            fit = self.start_epoch + int(self.budget / max(elapsed / max(ran, 1), 1e-9))
+        else:
+            recent = float(np.median(self.durations[-3:]))
+            fit = done + int(max(self.budget - elapsed, 0.0) / max(recent, 1e-9))
+        floor = done + (1 if self.anneal and elapsed < self.budget else 0)  # no fixed horizon: stop at the budget
+        fit = max(floor, min(self.max_epochs, fit))
+        if not self.anneal or done <= max(1, self.planned // 4) or fit < self.planned:
             self.planned = fit
         return self.planned
 
