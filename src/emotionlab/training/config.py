@@ -84,8 +84,9 @@ class TrainConfig:
     #: ``accuracy`` (the field's headline) or ``macro_f1`` (imbalanced label sets: FER+ contempt, disgust)
     select: str = "accuracy"
     #: wall-clock seconds for the whole run: ``epochs`` becomes a cap and the run plans how many epochs fit from
-    #: its measured epoch time (re-planned while the first quarter runs, later only shortened), so a cosine
-    #: schedule still ends annealed inside a fixed slot such as a lent GPU's 10-minute command
+    #: its measured epoch time (cosine: re-planned while the first quarter runs, later only shortened, so the
+    #: schedule still ends annealed inside a fixed slot such as a lent GPU's 10-minute command; plateau / none:
+    #: re-planned at the recent epoch time all along, stopping before an epoch would overrun)
     time_budget: float | None = None
     label_smoothing: float = 0.0
     class_weights: bool = False  # inverse-frequency weights in the loss
