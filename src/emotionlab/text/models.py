@@ -512,6 +512,30 @@ class _EmbedMLP(_Backend):
             self.nets.append(net)
 
 
+def encoder_view(enc, start: int, stop: int | None, embed: bool):
+    """A Hugging Face encoder model running only transformer layers [start, stop), in eval mode.
+
+    Its modules are shared with ``enc`` (nothing is copied or swapped, so concurrent callers are safe);
+    ``embed=False`` takes hidden states through ``inputs_embeds`` instead of token ids, so a frozen trunk's
+    output can be computed once and fed to the tuned top layers (BERT-style and MPNet encoders alike).
+    """
+    import copy
+
+    import torch
+
+    class _Passthrough(torch.nn.Module):
+        def forward(self, inputs_embeds=None, **_):
+            return inputs_embeds
+
+    view, encoder = copy.copy(enc), copy.copy(enc.encoder)
+    view._modules, encoder._modules = dict(enc._modules), dict(enc.encoder._modules)
+    encoder.layer = torch.nn.ModuleList(list(enc.encoder.layer)[start:stop])
+    view.encoder, view.pooler = encoder, None
+    if not embed:
+        view.embeddings = _Passthrough()
+    return view.eval()
+
+
 class _FineTune(_Backend):
     """MiniLM fine-tuned end to end on the task: the top ``train_layers`` transformer layers + a linear head.
 
@@ -588,23 +612,8 @@ class _FineTune(_Backend):
                         if k.startswith(bottom) and k in mine))
 
     def _view(self, start: int, stop: int | None, embed: bool):
-        """This encoder running only layers [start, stop), its modules shared (nothing is copied or swapped, so
-        concurrent callers are safe); ``embed=False`` takes hidden states through ``inputs_embeds``."""
-        import copy
-
-        import torch
-
-        class _Passthrough(torch.nn.Module):
-            def forward(self, inputs_embeds=None, **_):
-                return inputs_embeds
-
-        enc, encoder = copy.copy(self.enc), copy.copy(self.enc.encoder)
-        enc._modules, encoder._modules = dict(self.enc._modules), dict(self.enc.encoder._modules)
-        encoder.layer = torch.nn.ModuleList(list(self.enc.encoder.layer)[start:stop])
-        enc.encoder, enc.pooler = encoder, None
-        if not embed:
-            enc.embeddings = _Passthrough()
-        return enc.eval()
+        """This encoder running only layers [start, stop) (``encoder_view``)."""
+        return encoder_view(self.enc, start, stop, embed)
 
     @staticmethod
     def shared_scores(backends: list[_FineTune], texts: list[str]) -> list[np.ndarray]:
