@@ -689,7 +689,7 @@ def test_ensemble_of_finetunes_runs_shared_frozen_layers_once(monkeypatch):
     assert np.abs(shared - separate).max() < 1e-6
     # the trunk runs the layers frozen in both (4 of 6), each tail the rest of its own
     assert fts[0].backend.n_frozen == 5 and fts[1].backend.n_frozen == 4 and deep.backend.n_frozen == 0
-    assert len(fts[1].backend._view(4, None, embed=False).encoder.layer) == 2
+    assert len(tm.encoder_view(fts[1].backend.enc, 4, None, embed=False).encoder.layer) == 2
     assert len(fts[1].backend.enc.encoder.layer) == 6  # views leave the model itself untouched
     # different max_length: different tokens, so no sharing
     other = TextEmotionClassifier("finetune", train_layers=1, epochs=1, max_length=8, batch_size=2)

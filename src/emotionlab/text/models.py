@@ -611,10 +611,6 @@ class _FineTune(_Backend):
                 and all(q.data_ptr() == mine[k].data_ptr() for k, q in other.enc.named_parameters()
                         if k.startswith(bottom) and k in mine))
 
-    def _view(self, start: int, stop: int | None, embed: bool):
-        """This encoder running only layers [start, stop) (``encoder_view``)."""
-        return encoder_view(self.enc, start, stop, embed)
-
     @staticmethod
     def shared_scores(backends: list[_FineTune], texts: list[str]) -> list[np.ndarray]:
         """Each fine-tune's probabilities from one pass through the frozen layers they share.
@@ -629,7 +625,8 @@ class _FineTune(_Backend):
         n = min(b.n_frozen for b in backends)
         if not all(ref._shares_frozen(b, n) for b in backends[1:]):
             raise ValueError("shared_scores: these fine-tunes do not share their frozen layers")
-        trunk, tails = ref._view(0, n, embed=True), [b._view(n, None, embed=False) for b in backends]
+        trunk = encoder_view(ref.enc, 0, n, embed=True)
+        tails = [encoder_view(b.enc, n, None, embed=False) for b in backends]
         out: list[list[np.ndarray]] = [[] for _ in backends]
         with torch.no_grad():
             for b in backends:
