@@ -8,7 +8,7 @@
 2. Classification on FER-2013 PrivateTest: the same 48x48 crops go to every model. fer runs in a subprocess
    inside its venv (``benchmarks/peers/fer_eval.py``) on an .npz this script writes; its outputs are mapped to
    FER7 by label name. Ours: PyTorch via ``hub.load_model`` + ``engine.predict_proba``, and ONNX Runtime via
-   ``inference.onnx_export.export_onnx`` when it exists.
+   ``models.onnx.export_onnx`` when it exists.
 3. End to end on 640x480 BGR frames with 1 and 5 faces (upscaled PrivateTest crops pasted on a textured
    background, or face images from ``--faces DIR``): fer's ``detect_emotions`` (Haar detector, mtcnn=False) vs
    ``emotionlab.inference.FaceEmotionRecognizer().predict`` (when it exists), on the same frames.
@@ -155,7 +155,7 @@ def face_patches(faces_dir: Path, context: float = 1.6) -> list[tuple[np.ndarray
     haar = _haar()
     out = []
     for p in list_images(faces_dir):
-        img = read_image(p, cv2.IMREAD_COLOR)
+        img = read_image(p)
         gray = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
         for x, y, w, h in haar.detectMultiScale(gray, flags=cv2.CASCADE_SCALE_IMAGE, **HAAR):
             side = round(max(w, h) * context)
@@ -283,7 +283,8 @@ def eval_ours(name: str, crops: np.ndarray, y: np.ndarray, latency_n: int, threa
                  "per_class_f1": {k: v["f1"] for k, v in m["per_class"].items()}})
 
     try:
-        from emotionlab.inference.onnx_export import export_onnx
+        from emotionlab.models.classifier import softmax
+        from emotionlab.models.onnx import export_onnx, ort_session
     except ImportError as e:
         rows.append({**base, "runtime": "ONNX Runtime", "error": f"not measured: {e}"})
         return rows
@@ -291,17 +292,13 @@ def eval_ours(name: str, crops: np.ndarray, y: np.ndarray, latency_n: int, threa
         import onnxruntime as ort
 
         path = export_onnx(name, tmp / f"{Path(str(name)).name}.onnx")
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        sess = ort_session(path, threads)
         iname = sess.get_inputs()[0].name
         inp = normalize(x, pre)
         t0 = time.perf_counter()
         logits = np.concatenate([sess.run(None, {iname: inp[i:i + 256]})[0] for i in range(0, len(inp), 256)])
         ort_batch = 1000.0 * (time.perf_counter() - t0) / len(inp)
-        e = np.exp(logits - logits.max(1, keepdims=True))
-        oprobs = e / e.sum(1, keepdims=True)
+        oprobs = softmax(logits, axis=1, dtype=np.float64)
         ort_lat = _latency(lambda i: sess.run(None, {iname: normalize(x[i], pre)}), list(range(len(single))))
         om = classification_metrics(y, to_fer7(oprobs, lm.labels).argmax(1), FER7.labels)
         rows.append({**base, "runtime": f"ONNX Runtime {ort.__version__}", "accuracy": om["accuracy"],

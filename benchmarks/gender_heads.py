@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from emotionlab.data.utkface import load_utkface
+from emotionlab.inference.detectors import utkface_detector
 from emotionlab.models.hub import load_model
 from emotionlab.training.engine import predict_proba, to_input
 from emotionlab.training.fairness import group_report
@@ -147,7 +148,8 @@ def main(argv=None) -> int:
     gen = load_model(args.gender_model)
     sp = gen.card.get("training", {}).get("split") or {}
     u = load_utkface(args.data, size=emo.preprocess.size, seed=int(sp.get("seed", 0)),
-                     val_frac=float(sp.get("val_frac", 0.1)), test_frac=float(sp.get("test_frac", 0.2)))
+                     val_frac=float(sp.get("val_frac", 0.1)), test_frac=float(sp.get("test_frac", 0.2)),
+                     detector=utkface_detector())
     masks = {k: u.mask(k) for k in ("train", "val", "test")}
     before = state_hash(emo.model)
     t0 = time.perf_counter()

@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from emotionlab.data.loader import load_dataset, train_val_test
     from emotionlab.data.preprocess import prepare_crops
-    from emotionlab.inference.onnx_export import cached_model_onnx
+    from emotionlab.models.onnx import cached_model_onnx, ort_session
     from emotionlab.inference.quantize import graph_latency_ms, quantize_int8
     from emotionlab.models.hub import load_model
 
@@ -67,9 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         shape = xs["PublicTest"][0].shape[1:]
 
         def score(path: Path) -> dict:
-            so = ort.SessionOptions()
-            so.intra_op_num_threads = 1
-            s = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+            s = ort_session(path, threads=1)
             inp = s.get_inputs()[0].name
             out = {}
             for split, (x, y) in xs.items():

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 
 def main() -> None:
-    from emotionlab.inference.onnx_export import _export_module
+    from emotionlab.models.onnx import _export_module
     from emotionlab.inference.quantize import graph_latency_ms
     from emotionlab.models import create_model
 
@@ -31,7 +31,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds for --shipped (median reported)")
     args = ap.parse_args()
     if args.shipped:
-        from emotionlab.inference.onnx_export import cached_model_onnx
+        from emotionlab.models.onnx import cached_model_onnx
         from emotionlab.inference.quantize import machine_description
         from emotionlab.models.hub import load_model
 

@@ -103,7 +103,7 @@ def test_ensemble_members_must_share_labels_and_input(tmp_path):
 
 
 def test_ensemble_exports_to_onnx_and_its_cache_key_follows_member_weights(tmp_path):
-    from emotionlab.inference.onnx_export import cached_model_onnx, export_onnx
+    from emotionlab.models.onnx import cached_model_onnx, export_onnx
 
     make_run(tmp_path / "a", 0)
     make_run(tmp_path / "b", 1)

@@ -206,7 +206,7 @@ def test_export_onnx_dynamic_batch_and_card(run_dir, tmp_path):
     import onnx
     import onnxruntime as ort
 
-    from emotionlab.inference.onnx_export import export_onnx
+    from emotionlab.models.onnx import export_onnx
 
     path = export_onnx(str(run_dir), tmp_path / "m.onnx")
     assert path.exists() and path.with_suffix(".json").exists()

@@ -83,7 +83,7 @@ def test_quantize_writes_int8_graph_card_and_weights(quantized):
 
 def test_int8_graph_tracks_the_float_model(quantized, monkeypatch, tmp_path):
     from emotionlab.data.preprocess import prepare_crops
-    from emotionlab.inference.onnx_export import cached_model_onnx
+    from emotionlab.models.onnx import cached_model_onnx
     from emotionlab.models.hub import load_model
 
     monkeypatch.setenv("EMOTIONLAB_CACHE", str(tmp_path / "cache"))
@@ -119,7 +119,7 @@ def test_shared_weights_pointer_when_quantized_beside_the_source(tmp_path, monke
 
 
 def test_damaged_or_missing_graph_and_bad_weights_field_are_clear_errors(quantized, tmp_path):
-    from emotionlab.inference.onnx_export import cached_model_onnx
+    from emotionlab.models.onnx import cached_model_onnx
     from emotionlab.models.hub import load_model, resolve
 
     _, cpath = quantized
@@ -143,7 +143,8 @@ def test_evaluate_recognizer_and_export_use_the_int8_graph(quantized, tiny_fer_c
     import onnxruntime as ort
 
     from emotionlab.inference import FaceEmotionRecognizer
-    from emotionlab.inference.onnx_export import export_onnx, onnx_predict_proba
+    from emotionlab.models.classifier import FaceClassifier
+    from emotionlab.models.onnx import export_onnx
     from emotionlab.models.hub import load_model
     from emotionlab.training.engine import predict_proba
     from emotionlab.training.evaluation import run_evaluation
@@ -158,8 +159,8 @@ def test_evaluate_recognizer_and_export_use_the_int8_graph(quantized, tiny_fer_c
 
     lm = load_model(str(cpath))
     faces = _faces(6, seed=3)
-    p_int8 = onnx_predict_proba(lm, faces)
-    p_flip = onnx_predict_proba(lm, faces, tta="flip")
+    p_int8 = FaceClassifier(lm, backend="onnx").predict_proba(faces)
+    p_flip = FaceClassifier(lm, backend="onnx", tta="flip").predict_proba(faces)
     assert p_int8.shape == (6, 7) and np.allclose(p_int8.sum(1), 1, atol=1e-5)
     assert not np.allclose(p_int8, p_flip)  # the flip view was used
     assert not np.allclose(p_int8, predict_proba(lm.model, faces, lm.preprocess), atol=1e-6)
@@ -204,7 +205,7 @@ def test_quantize_cli_scores_times_and_aliases(tiny_fer_csv, tmp_path, monkeypat
 def test_shipped_int8_models_verify_and_keep_the_first_conv_float():
     """Every shipped int8 graph matches its card's sha256, shares existing float weights and keeps the first
     convolution in float (the AVX2 saturation fix, see emotionlab.inference.quantize)."""
-    from emotionlab.inference.onnx_export import shipped_graph
+    from emotionlab.models.onnx import shipped_graph
     from emotionlab.models.hub import load_model, shipped_models
 
     int8 = [n for n, c in shipped_models().items() if json.loads(c.read_text()).get("onnx_graph")]

@@ -16,7 +16,8 @@ import numpy as np
 import typer
 from rich.markup import escape
 
-from .common import console, fail, print_json
+from ..data.outputs import check_input_path, check_output_dir, check_output_file
+from .common import bounds, console, fail, print_json
 
 data_app = typer.Typer(help="Inspect, clean, split and convert face datasets (FER-2013 CSV or image folders).",
                        no_args_is_help=True)
@@ -73,7 +74,7 @@ def stats(
     plot: Path = typer.Option(Path("out/class_balance.png"), "--plot", help="Class-balance bar chart PNG."),
     no_plot: bool = typer.Option(False, "--no-plot", help="Do not write the bar chart."),
     labels: str = typer.Option("fer7", "--labels", help=LABELS_HELP),
-    size: int = typer.Option(48, "--size", help="Folders: images are resized to this side first."),
+    size: int = typer.Option(48, "--size", callback=bounds(8), help="Folders: images are resized to this side first."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help=SKIP_HELP),
     ignore_unknown: bool = typer.Option(False, "--ignore-unknown", help=UNKNOWN_HELP),
 ) -> None:
@@ -82,6 +83,8 @@ def stats(
     from ..data.stats import dataset_stats, plot_class_balance
 
     with _errors():
+        if not no_plot:
+            check_output_file(plot, "--plot", suffixes=(".png",))
         ds = _load(path, labels, skip_bad, ignore_unknown, size)
         st = dataset_stats(ds)
         if not no_plot:
@@ -110,7 +113,8 @@ def stats(
 def dedup(
     path: Path = typer.Argument(..., help="FER-2013 CSV(.gz) or image folder."),
     near: bool = typer.Option(False, "--near", help="Also group near duplicates by 64-bit perceptual hash."),
-    threshold: int = typer.Option(4, "--threshold", help="Near duplicates: max Hamming distance (0..12)."),
+    threshold: int = typer.Option(4, "--threshold", callback=bounds(0, 12),
+                                  help="Near duplicates: max Hamming distance (0..12)."),
     groups: Path = typer.Option(Path("out/duplicates.csv"), "--groups", help="CSV with one line per grouped row."),
     drop: Optional[Path] = typer.Option(None, "--drop",
                                         help="Write a cleaned copy here (.csv/.csv.gz, or a folder for PNGs)."),
@@ -128,6 +132,12 @@ def dedup(
     from ..data.dedup import drop_plan, find_duplicates, write_groups_csv
 
     with _errors():
+        check_output_file(groups, "--groups")
+        if drop is not None:
+            if drop.name.endswith(".csv") or drop.name.endswith(".csv.gz"):
+                check_output_file(drop, "--drop")
+            else:
+                check_output_dir(drop, "--drop")
         ds = _load(path, labels, skip_bad, ignore_unknown)
         t0 = time.perf_counter()
         with _progress("hashing", len(ds) * (2 if near else 1)) as adv:
@@ -200,6 +210,7 @@ def split(
             raise ValueError(f"--val {val} and --test {test} must be fractions in [0, 1) summing below 1")
         if folds == 1 or folds < 0:
             raise ValueError(f"--folds must be 0 (none) or >= 2, got {folds}")
+        check_output_dir(out, "--out")
         ds = _load(path, labels, skip_bad, ignore_unknown)
         if within:
             ds = ds.split(within)
@@ -236,7 +247,7 @@ def export(
     out: Path = typer.Argument(..., help="Output folder (from a CSV) or .csv/.csv.gz file (from a folder)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty output folder."),
     labels: str = typer.Option("fer7", "--labels", help=LABELS_HELP),
-    size: int = typer.Option(48, "--size", help="Folder -> CSV: image side (FER-2013 is 48)."),
+    size: int = typer.Option(48, "--size", callback=bounds(8), help="Folder -> CSV: image side (FER-2013 is 48)."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help=SKIP_HELP),
     ignore_unknown: bool = typer.Option(False, "--ignore-unknown", help=UNKNOWN_HELP),
 ) -> None:
@@ -245,9 +256,11 @@ def export(
 
     with _errors():
         if src.is_dir() and not any(src.glob("fer2013.csv*")):
+            check_output_file(out, "OUT", suffixes=(".csv", ".csv.gz"))
             ds = _load(src, labels, skip_bad, ignore_unknown, size)
             folder_to_csv(ds, out)
         else:
+            check_output_dir(out, "OUT")
             ds = _load(src, labels, skip_bad, ignore_unknown)
             with _progress("writing PNGs", len(ds)) as adv:
                 export_folders(ds, out, overwrite=overwrite, progress=adv)
@@ -258,12 +271,13 @@ def export(
 def frames(
     videos_dir: Path = typer.Argument(..., help="Folder of labelled videos."),
     out: Path = typer.Option(..., "--out", help="Output image folder (OUT/<class>/*.png + frames.csv)."),
-    every: Optional[int] = typer.Option(None, "--every", help="Keep every N-th frame."),
-    fps: Optional[float] = typer.Option(None, "--fps", help="Keep F frames per second of video."),
+    every: Optional[int] = typer.Option(None, "--every", callback=bounds(1), help="Keep every N-th frame."),
+    fps: Optional[float] = typer.Option(None, "--fps", callback=bounds(0, lo_open=True),
+                                        help="Keep F frames per second of video."),
     pattern: Optional[str] = typer.Option(None, "--pattern",
                                           help="Regex with a (?P<label>...) group on the file name; "
                                                "default: the parent folder name is the label."),
-    size: int = typer.Option(48, "--size", help="Side of the square grayscale frames."),
+    size: int = typer.Option(48, "--size", callback=bounds(8), help="Side of the square grayscale frames."),
     labels: str = typer.Option("fer7", "--labels", help=LABELS_HELP),
     ignore_unknown: bool = typer.Option(False, "--ignore-unknown", help="Skip videos without a known label."),
 ) -> None:
@@ -271,6 +285,7 @@ def frames(
     from ..data.frames import extract_frames, list_videos
 
     with _errors():
+        check_output_dir(out, "--out")
         n = len(list_videos(videos_dir))
         with _progress("videos", n) as adv:
             rep = extract_frames(videos_dir, out, every=every, fps=fps, pattern=pattern, size=size,
@@ -298,6 +313,8 @@ def relabel(
             raise ValueError(f"{out}: expected an output file ending in .csv or .csv.gz")
         if out.resolve() == path.resolve():
             raise ValueError(f"{out}: refusing to overwrite the input; choose another --out")
+        check_input_path(changes, "--changes", kind="file")
+        check_output_file(out, "--out")
         ds = _load(path, skip_bad=skip_bad)
         ch = read_changes(changes, ds.label_set)
         new, prev, reasons = apply_changes(ds, ch, changes)
@@ -314,7 +331,8 @@ def review(
     path: Path = typer.Argument(..., help="FER-2013 CSV(.gz)."),
     ferplus: Path = typer.Option(..., "--ferplus", help="fer2013new.csv (FER+ votes, row-aligned)."),
     out: Path = typer.Option(Path("out/changes_ferplus.csv"), "--out", help="Candidate CHANGES.csv."),
-    min_share: float = typer.Option(0.7, "--min-share", help="FER+ majority must hold this share of votes."),
+    min_share: float = typer.Option(0.7, "--min-share", callback=bounds(0, 1, lo_open=True),
+                                    help="FER+ majority must hold this share of votes."),
     json_out: bool = typer.Option(False, "--json", help="Print a summary as JSON on stdout."),
 ) -> None:
     """List rows whose FER-2013 label disagrees with a strong FER+ majority: a CHANGES.csv to review."""
@@ -324,6 +342,8 @@ def review(
     from ..data.relabel import review_ferplus, write_changes_csv
 
     with _errors():
+        check_input_path(ferplus, "--ferplus", kind="file")
+        check_output_file(out, "--out")
         ds = _load(path)
         votes = load_ferplus(ferplus)
         cand = review_ferplus(ds, votes, min_share)

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from .common import console, fail, print_json
+from .common import bounds, checked, console, fail, print_json
 
 
 def register(app: typer.Typer) -> None:
@@ -41,8 +41,8 @@ def explain_cmd(
     detector: str = typer.Option("auto", help="Face detector for photos (see `emotionlab predict`)."),
     occlude: str = typer.Option("none", help="Hide part of each face first: none | forehead | eyes | mouth | "
                                               "medical (surgical-mask shape from the detector's landmarks)."),
-    size: int = typer.Option(192, help="Side of the written overlays in pixels."),
-    threads: int | None = typer.Option(None, help="CPU threads for torch."),
+    size: int = typer.Option(192, callback=bounds(16), help="Side of the written overlays in pixels."),
+    threads: int | None = typer.Option(None, callback=bounds(1), help="CPU threads for torch."),
     json_out: bool = typer.Option(False, "--json", help="Print the results as JSON on stdout."),
 ) -> None:
     """Heat-map overlay PNGs on the face crop for the predicted (or --target) class."""
@@ -53,6 +53,10 @@ def explain_cmd(
     missing = [str(p) for p in images if not p.exists()]
     if missing:
         fail(f"image not found: {', '.join(missing)}")
+    from ..data.outputs import check_output_dir
+
+    with checked():
+        check_output_dir(out, "--out")
     _threads(threads)
     loaded = load_model(model)
     files = []
@@ -81,13 +85,13 @@ def explain_dataset_cmd(
     data: Path = typer.Option(..., "--data", "-d", help="FER-2013 CSV(.gz) or an image folder."),
     model: str = typer.Option("default", "--model", "-m", help="Shipped name, run directory or .safetensors."),
     split: str = typer.Option("PrivateTest", help="Split to explain (PrivateTest, PublicTest, test, all...)."),
-    per_class: int = typer.Option(50, "--per-class", help="Faces per true class in the averages."),
+    per_class: int = typer.Option(50, "--per-class", callback=bounds(1), help="Faces per true class in the averages."),
     method: str = typer.Option("saliency,gradcam", "--method", help="Maps to average (comma list or 'all')."),
-    examples: int = typer.Option(3, help="Correct and wrong example faces per class."),
+    examples: int = typer.Option(3, callback=bounds(0), help="Correct and wrong example faces per class."),
     out: Path = typer.Option(Path("out/explain-dataset"), "--out", "-o", help="Directory for the figures."),
     seed: int = typer.Option(0, help="Seed for picking the faces."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip malformed rows / unreadable images."),
-    threads: int | None = typer.Option(None, help="CPU threads for torch."),
+    threads: int | None = typer.Option(None, callback=bounds(1), help="CPU threads for torch."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
 ) -> None:
     """Per-class average maps in one figure grid, plus correct and wrong examples per class."""
@@ -96,6 +100,11 @@ def explain_dataset_cmd(
     from ..models.hub import load_model
 
     methods = _methods(method)
+    from ..data.outputs import check_input_path, check_output_dir
+
+    with checked():
+        check_input_path(data, "--data")
+        check_output_dir(out, "--out")
     _threads(threads)
     loaded = load_model(model)
     ds = load_dataset(data, size=loaded.preprocess.size, label_set=loaded.card.get("label_set", "fer7"),

@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 from rich.markup import escape
 
-from .common import console, fail, print_json
+from .common import bounds, checked, console, fail, print_json
 
 models_app = typer.Typer(help="The model zoo: list architectures and shipped models.", no_args_is_help=True)
 study_app = typer.Typer(help="Experiments across settings (seed 002's input-size table).", no_args_is_help=True)
@@ -169,27 +169,31 @@ def train(
                                         help="Architecture name (see `emotionlab models list`); default emonet_s."),
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="FER-2013 CSV(.gz) or an image folder."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config; flags override it."),
-    epochs: Optional[int] = typer.Option(None, help="Number of epochs."),
+    epochs: Optional[int] = typer.Option(None, callback=bounds(1), help="Number of epochs."),
     out: Optional[Path] = typer.Option(None, help="Run directory (default runs/MODEL)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.json."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
-    lr: Optional[float] = typer.Option(None, "--lr"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", callback=bounds(2)),
+    lr: Optional[float] = typer.Option(None, "--lr", callback=bounds(0, lo_open=True)),
     optimizer: Optional[str] = typer.Option(None, help="sgd | adam | adamw"),
     schedule: Optional[str] = typer.Option(None, help="cosine | onecycle | step | plateau | none"),
-    patience: Optional[int] = typer.Option(None, help="Early stopping patience in epochs (0 = off)."),
-    in_size: Optional[int] = typer.Option(None, "--in-size", help="Input side in pixels."),
+    patience: Optional[int] = typer.Option(None, callback=bounds(0),
+                                           help="Early stopping patience in epochs (0 = off)."),
+    in_size: Optional[int] = typer.Option(None, "--in-size", callback=bounds(8), help="Input side in pixels."),
     ferplus: Optional[Path] = typer.Option(None, help="fer2013new.csv: FER+ votes as soft targets."),
-    label_smoothing: Optional[float] = typer.Option(None, "--label-smoothing"),
+    label_smoothing: Optional[float] = typer.Option(None, "--label-smoothing", callback=bounds(0, 1, hi_open=True)),
     class_weights: Optional[bool] = typer.Option(None, "--class-weights/--no-class-weights",
                                                  help="Inverse-frequency class weights in the loss."),
     class_weight_power: Optional[float] = typer.Option(
-        None, "--class-weight-power", help="Weights = (inverse frequency) ** POWER: 1 balanced, 0.5 milder."),
+        None, "--class-weight-power", callback=bounds(0),
+        help="Weights = (inverse frequency) ** POWER: 1 balanced, 0.5 milder."),
     balanced: Optional[bool] = typer.Option(None, "--balanced/--no-balanced", help="Class-balanced sampler."),
-    occlude: Optional[float] = typer.Option(None, help="Probability of occlusion-mask augmentation."),
+    occlude: Optional[float] = typer.Option(None, callback=bounds(0, 1),
+                                            help="Probability of occlusion-mask augmentation."),
     seed: Optional[int] = typer.Option(None, help="Random seed."),
-    threads: Optional[int] = typer.Option(None, help="CPU threads for torch."),
-    device: Optional[str] = typer.Option(None, help="auto | cpu | cuda"),
-    max_train: Optional[int] = typer.Option(None, "--max-train", help="Use at most N training images."),
+    threads: Optional[int] = typer.Option(None, callback=bounds(1), help="CPU threads for torch."),
+    device: Optional[str] = typer.Option(None, help="auto | cpu | cuda | cuda:N | mps"),
+    max_train: Optional[int] = typer.Option(None, "--max-train", callback=bounds(1),
+                                            help="Use at most N training images."),
     compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model."),
     bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="bf16 autocast."),
     bf16_auto: bool = typer.Option(False, "--bf16-auto",
@@ -197,8 +201,9 @@ def train(
                                         "train with the faster (bf16 wins on CPUs with AMX); config.json records "
                                         "the choice."),
     time_budget: Optional[float] = typer.Option(
-        None, "--time-budget", help="Wall-clock seconds for the run: --epochs becomes a cap and the run plans how "
-                                    "many epochs fit (cosine still anneals); the model card records the plan."),
+        None, "--time-budget", callback=bounds(0, lo_open=True),
+        help="Wall-clock seconds for the run: --epochs becomes a cap and the run plans how "
+             "many epochs fit (cosine still anneals); the model card records the plan."),
     init_from: Optional[str] = typer.Option(
         None, "--init-from", help="Fine-tune: start from a shipped model, run directory or .safetensors of the "
                                   "same architecture (fresh optimizer and schedule, unlike --resume)."),
@@ -207,11 +212,11 @@ def train(
                                 "the training faces join the targets; repeat for an ensemble of teachers."),
     teacher_tta: Optional[str] = typer.Option(None, "--teacher-tta",
                                               help="The teachers' views: flip (default) or ten (~5x the cost)."),
-    distill_weight: Optional[float] = typer.Option(None, "--distill-weight",
+    distill_weight: Optional[float] = typer.Option(None, "--distill-weight", callback=bounds(0, 1),
                                                    help="Share of the teacher distribution in each target."),
-    distill_temperature: Optional[float] = typer.Option(None, "--distill-temperature",
+    distill_temperature: Optional[float] = typer.Option(None, "--distill-temperature", callback=bounds(0, lo_open=True),
                                                         help="Soften the teacher distribution (T > 1)."),
-    ema_decay: Optional[float] = typer.Option(None, "--ema-decay",
+    ema_decay: Optional[float] = typer.Option(None, "--ema-decay", callback=bounds(0, 1, hi_open=True),
                                               help="Validate, select and ship an exponential moving average of "
                                                    "the weights (e.g. 0.999); 0 = off."),
     select: Optional[str] = typer.Option(
@@ -227,6 +232,17 @@ def train(
 
     if bf16_auto and bf16 is not None:
         fail("--bf16-auto measures which precision to use; give it or --bf16 / --no-bf16, not both")
+    from ..data.outputs import check_input_path, check_output_dir
+    from ..models.device import resolve_device
+
+    with checked():  # flags first; --data after the config (whose values are checked first, and may name it)
+        for flag, p in (("--config", config), ("--ferplus", ferplus)):
+            if p is not None:
+                check_input_path(p, flag, kind="file")
+        if device is not None:
+            resolve_device(device, "--device")
+        if out is not None:
+            check_output_dir(out, "--out")
     over = dict(model=model, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, schedule=schedule,
                 patience=patience, in_size=in_size, ferplus=str(ferplus) if ferplus else None,
                 label_smoothing=label_smoothing, class_weights=class_weights,
@@ -237,14 +253,19 @@ def train(
                 teachers=list(teacher) if teacher else None, distill_weight=distill_weight,
                 teacher_tta=teacher_tta, distill_temperature=distill_temperature, ema_decay=ema_decay,
                 label_set=label_set, select=select)
-    if config:
-        cfg = TrainConfig.from_yaml(config, **over)
-    else:
-        cfg = TrainConfig.from_dict({k: v for k, v in over.items() if v is not None})
+    with checked():  # a bad config value: one line, also where cli.main is bypassed (CliRunner)
+        if config:
+            cfg = TrainConfig.from_yaml(config, **over)
+        else:
+            cfg = TrainConfig.from_dict({k: v for k, v in over.items() if v is not None})
     if occlude is not None:
         cfg.augment.occlude = occlude
     if not cfg.data:
         fail("no training data: pass --data PATH (a FER-2013 CSV or an image folder)")
+    with checked():  # the config file's values too
+        check_input_path(cfg.data, "--data" if data is not None else f"{config}: data")
+        resolve_device(cfg.device, "--device" if device is not None else f"{config}: device")
+        check_output_dir(out or Path("runs") / cfg.model, "--out")
     if cfg.batch_size % 2:
         fail(f"--batch-size {cfg.batch_size} is odd; use an even size (torch 2.13 CPU channels_last crash)")
     out = out or Path("runs") / cfg.model
@@ -263,10 +284,10 @@ def evaluate_cmd(
     occlude: Optional[str] = typer.Option(None, help="Comma list of masks: none,forehead,eyes,mouth."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the metrics JSON here ('-' = stdout)."),
     out: Optional[Path] = typer.Option(None, help="Directory for the confusion-matrix PNG (and occlusion chart)."),
-    batch_size: int = typer.Option(256, "--batch-size"),
+    batch_size: int = typer.Option(256, "--batch-size", callback=bounds(1)),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip malformed rows / unreadable images."),
     ignore_unknown: bool = typer.Option(False, "--ignore-unknown", help="Skip class folders not in the label set."),
-    threads: Optional[int] = typer.Option(None, help="CPU threads for torch."),
+    threads: Optional[int] = typer.Option(None, callback=bounds(1), help="CPU threads for torch."),
     ferplus: Optional[Path] = typer.Option(None, "--ferplus", help="fer2013new.csv: score against the FER+ "
                                            "majority label of 10 annotators instead of the FER-2013 label."),
     backend: str = typer.Option("auto", help="auto (int8 models through ONNX Runtime, as the pipeline runs "
@@ -277,8 +298,21 @@ def evaluate_cmd(
     On a UTKFace folder (``--model gender``): the held-out test split, with accuracy by race and by age band,
     adults (20+) and children, and the gap between the best and worst group.
     """
+    from ..data.outputs import check_input_path, check_output_dir, check_output_file
     from ..training.evaluation import run_evaluation
 
+    from ..inference.recognizer import TTA_MODES
+
+    if tta not in TTA_MODES:
+        fail(f"--tta {tta!r}: expected one of {', '.join(TTA_MODES)}")
+    with checked():  # before the model runs: the metrics must have somewhere to go
+        check_input_path(data, "--data")
+        if ferplus is not None:
+            check_input_path(ferplus, "--ferplus", kind="file")
+        if json_out is not None:
+            check_output_file(json_out, "--json", allow_stdout=True)
+        if out is not None:
+            check_output_dir(out, "--out")
     if threads:
         import torch
 
@@ -286,7 +320,7 @@ def evaluate_cmd(
 
     res = run_evaluation(model, data, split=split, tta=tta, detect=detect, occlude=occlude, out=out,
                          batch_size=batch_size, skip_bad=skip_bad, ignore_unknown=ignore_unknown,
-                         ferplus=ferplus, backend=backend)
+                         ferplus=ferplus, backend=backend, console=console)
     if json_out is not None:
         if str(json_out) == "-":
             print_json(res)
@@ -299,18 +333,28 @@ def evaluate_cmd(
 def cv(
     model: str = typer.Option(..., "--model", "-m"),
     data: Path = typer.Option(..., "--data", "-d"),
-    folds: int = typer.Option(5, help="Number of stratified folds."),
+    folds: int = typer.Option(5, callback=bounds(2), help="Number of stratified folds."),
     config: Optional[Path] = typer.Option(None, "--config", "-c"),
-    epochs: Optional[int] = typer.Option(None),
+    epochs: Optional[int] = typer.Option(None, callback=bounds(1)),
     out: Optional[Path] = typer.Option(None),
-    max_train: Optional[int] = typer.Option(None, "--max-train"),
+    max_train: Optional[int] = typer.Option(None, "--max-train", callback=bounds(1)),
     seed: int = typer.Option(0),
     json_out: Optional[Path] = typer.Option(None, "--json"),
 ) -> None:
     """Stratified k-fold cross-validation on the training part: mean ± std of every metric (seed 001)."""
+    from ..data.outputs import check_input_path, check_output_dir, check_output_file
     from ..training.studies import cross_validate
 
-    res = cross_validate(model, data, folds, config, epochs, out or Path("runs") / f"cv-{model}", max_train, seed)
+    with checked():
+        check_input_path(data, "--data")
+        if config is not None:
+            check_input_path(config, "--config", kind="file")
+        check_output_dir(out or Path("runs") / f"cv-{model}", "--out")
+        if json_out is not None:
+            check_output_file(json_out, "--json")
+
+    res = cross_validate(model, data, folds, config, epochs, out or Path("runs") / f"cv-{model}", max_train, seed,
+                         console=console)
     if json_out:
         json_out.write_text(json.dumps(res, indent=2))
     else:
@@ -322,10 +366,10 @@ def study_input_size(
     model: str = typer.Option("simple_cnn", "--model", "-m"),
     data: Path = typer.Option(..., "--data", "-d"),
     sizes: str = typer.Option("20,50,100", help="Comma list of input sizes."),
-    epochs: int = typer.Option(10),
+    epochs: int = typer.Option(10, callback=bounds(1)),
     config: Optional[Path] = typer.Option(None, "--config", "-c"),
     out: Optional[Path] = typer.Option(None),
-    max_train: Optional[int] = typer.Option(None, "--max-train"),
+    max_train: Optional[int] = typer.Option(None, "--max-train", callback=bounds(1)),
     json_out: Optional[Path] = typer.Option(None, "--json"),
     from_runs: Optional[Path] = typer.Option(
         None, "--from-runs", help="Do not train: score DIR/<model>-<size> runs trained elsewhere (a lent GPU's, "
@@ -341,9 +385,20 @@ def study_input_size(
         px = []
     if not px or min(px) < 8:
         fail(f"--sizes {sizes!r}: expected a comma list of input sides in pixels (>= 8), e.g. 20,50,100")
+    from ..data.outputs import check_input_path, check_output_dir, check_output_file
+
+    with checked():
+        check_input_path(data, "--data")
+        for flag, p in (("--config", config), ("--from-runs", from_runs)):
+            if p is not None:
+                check_input_path(p, flag, kind="file" if flag == "--config" else "dir")
+        if from_runs is None:
+            check_output_dir(out or Path("runs") / f"study-{model}", "--out")
+        if json_out is not None:
+            check_output_file(json_out, "--json")
     try:
         res = input_size_study(model, data, px, epochs, config,
-                               out or Path("runs") / f"study-{model}", max_train, from_runs)
+                               out or Path("runs") / f"study-{model}", max_train, from_runs, console=console)
     except (FileNotFoundError, ValueError) as e:
         fail(str(e))
     if json_out:
@@ -357,10 +412,15 @@ def export(
     out: Optional[Path] = typer.Option(None, help="Output file (default: out/MODEL.onnx)."),
 ) -> None:
     """Export a model for deployment (ONNX, dynamic batch), checked against PyTorch."""
-    from ..inference.onnx_export import export_onnx
+    from ..models.onnx import export_onnx
 
     if format != "onnx":
         fail(f"unknown format {format!r}; supported: onnx")
+    from ..data.outputs import check_output_dir, check_output_file
+
+    with checked():  # a .onnx path is the file; any other path is a folder for MODEL.onnx
+        if out is not None:
+            (check_output_file if out.suffix == ".onnx" else check_output_dir)(out, "--out")
     path = export_onnx(model, out)
     console.print(f"wrote {escape(str(path))}")
 
@@ -373,8 +433,12 @@ def models_last_epoch(
 ) -> None:
     """Make a model of a run's last epoch, for when the best-validation epoch is not the one to keep (a
     robustness stage chosen on clean + corrupted accuracy): every command that takes a run directory takes it."""
+    from ..data.outputs import check_input_path, check_output_dir
     from ..training.checkpoint import export_last_epoch
 
+    with checked():
+        check_input_path(run, "RUN", kind="dir")
+        check_output_dir(out, "--out")
     try:
         export_last_epoch(run, out, weights)
     except (FileNotFoundError, ValueError) as e:
@@ -388,7 +452,8 @@ def models_last_epoch(
 def models_ensemble(
     members: list[str] = typer.Argument(..., help="Two or more models: shipped names, aliases, run directories."),
     out: Path = typer.Option(..., "--out", help="Directory for the ensemble's card (ensemble.json)."),
-    weight: list[float] = typer.Option([], "--weight", help="One per member, in order (default: all 1)."),
+    weight: list[float] = typer.Option([], "--weight", callback=bounds(0, lo_open=True),
+                                       help="One per member, in order (default: all 1)."),
     name: Optional[str] = typer.Option(None, "--name", help="Name in the card (default: the directory's name)."),
 ) -> None:
     """Combine face models into one: the weighted mean of their probabilities. `evaluate`, `predict`, `serve`,
@@ -404,6 +469,10 @@ def models_ensemble(
     weights = list(weight) or [1.0] * len(members)
     if any(not w > 0 for w in weights):
         fail(f"--weight must be positive, got {weights}")
+    from ..data.outputs import check_output_dir
+
+    with checked():
+        check_output_dir(out, "--out")
     try:  # the cards are enough to check the members; their weights load once, below, through the new card
         cards = [(m, load_card(m)) for m in members]
         check_members(cards, "models ensemble")
@@ -451,7 +520,13 @@ def models_ship(
     from ..training.checkpoint import write_json
     from ..training.evaluation import run_evaluation
 
-    wpath, cpath = resolve(run)
+    from ..data.outputs import check_input_path
+
+    with checked():
+        for flag, p in (("--data", data), ("--ferplus", ferplus)):
+            if p is not None:
+                check_input_path(p, flag)
+        wpath, cpath = resolve(run)
     card = json.loads(cpath.read_text())
     if is_ensemble_card(card):  # a card only: its members must be shipped already, each under the size limit
         unshipped = [r for r, _ in member_refs(card, cpath) if r not in shipped_models()]
@@ -572,9 +647,9 @@ def models_tune_bias(
                                                                    "(validation on the FER+ majority labels)."),
     metric: str = typer.Option("macro_f1", help="Validation metric to maximize: macro_f1 | accuracy."),
     tta: str = typer.Option("flip", help="Views the choice is scored with: none | flip | ten."),
-    lo: float = typer.Option(-1.0, help="Smallest bias tried."),
-    hi: float = typer.Option(3.0, help="Largest bias tried."),
-    step: float = typer.Option(0.1, help="Grid step."),
+    lo: float = typer.Option(-1.0, callback=bounds(), help="Smallest bias tried."),
+    hi: float = typer.Option(3.0, callback=bounds(), help="Largest bias tried."),
+    step: float = typer.Option(0.1, callback=bounds(0, lo_open=True), help="Grid step."),
 ) -> None:
     """Developer command: post-hoc logit bias for rare classes (picked on validation, baked into the classifier)."""
     import shlex
@@ -587,7 +662,7 @@ def models_tune_bias(
     from ..models.hub import load_model
     from ..training.calibrate import bake_logit_bias, score, tune_logit_bias, view_logits
     from ..training.checkpoint import save_weights, write_json
-    from ..training.engine import predict_proba
+    from ..models.classifier import FaceClassifier
     from ..training.evaluation import scored_split
     from ..training.metrics import classification_metrics
 
@@ -595,6 +670,13 @@ def models_tune_bias(
         fail(f"{out} already holds a model; choose a new --out")
     if step <= 0 or hi < lo:
         fail(f"--lo {lo} --hi {hi} --step {step}: expected lo <= hi and step > 0")
+    from ..data.outputs import check_input_path, check_output_dir
+
+    with checked():
+        check_input_path(data, "--data")
+        if ferplus is not None:
+            check_input_path(ferplus, "--ferplus", kind="file")
+        check_output_dir(out, "--out")
     try:
         lm = load_model(model)
         names = [c.strip() for c in classes.split(",") if c.strip()]
@@ -615,7 +697,8 @@ def models_tune_bias(
     zero = np.zeros_like(bias)
     before = {m: score(logits, y, zero, m) for m in ("accuracy", "macro_f1")}
     after = {m: score(logits, y, bias, m) for m in ("accuracy", "macro_f1")}
-    probs = predict_proba(lm.model, val.images, lm.preprocess, tta=tta)  # the baked model, as shipped code runs it
+    # the baked model, as shipped code runs it
+    probs = FaceClassifier(lm, backend="torch", tta=tta).predict_proba(val.images)
     vm = classification_metrics(y, probs.argmax(1), list(lm.labels))
     if abs(vm["accuracy"] - after["accuracy"]) > 1e-9:
         fail(f"internal check: the baked model scores {vm['accuracy']:.4f}, the sweep {after['accuracy']:.4f}")
@@ -648,7 +731,8 @@ def models_quantize(
     name: str = typer.Option(..., "--name", help="Name of the int8 model, e.g. emonet_f_robust_int8_fer2013."),
     data: Path = typer.Option(..., "--data", help="FER-2013 CSV: calibration faces from Training; PublicTest / "
                                                   "PrivateTest metrics of the int8 graph go into its card."),
-    calibration: int = typer.Option(512, help="Training faces (seeded random sample) that set the int8 ranges."),
+    calibration: int = typer.Option(512, callback=bounds(1),
+                                    help="Training faces (seeded random sample) that set the int8 ranges."),
     exclude: str = typer.Option("first_conv", help="Nodes kept in float: none | first_conv | first_conv+fc "
                                                    "(first_conv avoids int16 saturation on CPUs without VNNI)."),
     reduce_range: bool = typer.Option(False, "--reduce-range", help="7-bit weights (the other saturation cure)."),
@@ -669,11 +753,19 @@ def models_quantize(
     import numpy as np
 
     from ..data.loader import load_dataset, train_val_test
-    from ..inference.onnx_export import cached_model_onnx
+    from ..models.onnx import cached_model_onnx
     from ..inference.quantize import graph_latency_ms, machine_description, quantize_model
     from ..models.hub import MAX_SHIPPED_FILE_BYTES, WEIGHTS_DIR, load_model
     from ..training.checkpoint import write_json
 
+    from ..data.outputs import check_input_path, check_output_dir
+
+    with checked():
+        check_input_path(data, "--data")
+        if ferplus is not None:
+            check_input_path(ferplus, "--ferplus", kind="file")
+        if out is not None:
+            check_output_dir(out, "--out")
     out = out or WEIGHTS_DIR
     src = load_model(model)
     train, _, _ = train_val_test(load_dataset(data, size=src.card["in_size"]))

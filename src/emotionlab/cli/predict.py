@@ -5,12 +5,14 @@ import csv
 import json
 import os
 import sys
+from itertools import groupby
 from pathlib import Path
 
 import typer
 from rich.markup import escape
 
-from .common import console, fail, print_json
+from ..data.decode import DecodeLimits
+from .common import bounds, checked, console, fail, print_json
 
 
 def register(app: typer.Typer) -> None:
@@ -82,11 +84,12 @@ def predict(
     detector: str = typer.Option("auto", help="auto | blazeface_short | blazeface_full | haar | none (each "
                                               "image already is one face crop, read as in training)"),
     backend: str = typer.Option("auto", help="auto (ONNX Runtime on CPU) | onnx | torch"),
-    device: str = typer.Option("cpu", help="cpu | cuda"),
-    threads: int = typer.Option(1, help="CPU threads for inference."),
-    batch: int = typer.Option(16, help="Images classified per batched call."),
-    stride: int = typer.Option(1, help="Videos: process every N-th frame."),
-    smoothing: float = typer.Option(0.5, help="Videos: EMA weight of past scores per tracked face (0 = off)."),
+    device: str = typer.Option("cpu", help="cpu | cuda | cuda:N | mps | auto"),
+    threads: int = typer.Option(1, callback=bounds(1), help="CPU threads for inference."),
+    batch: int = typer.Option(16, callback=bounds(1), help="Images classified per batched call."),
+    stride: int = typer.Option(1, callback=bounds(1), help="Videos: process every N-th frame."),
+    smoothing: float = typer.Option(0.5, callback=bounds(0, 1, hi_open=True),
+                                    help="Videos: EMA weight of past scores per tracked face, in [0, 1) (0 = off)."),
     timeline: str = typer.Option("csv", help="Videos: timeline format csv | parquet (parquet needs pyarrow)."),
     debug: bool = typer.Option(False, "--debug", help="Annotated images get the model's-eye inset."),
     attributes: str = typer.Option("emotion", "--attributes",
@@ -95,16 +98,27 @@ def predict(
     gender_model: str = typer.Option("gender", "--gender-model", help="Model for the gender attribute."),
     tta: str = typer.Option("none", "--tta", help="Test-time augmentation of the classifier: none | flip "
                                                   "(2x its time) | ten (10x); averaged probabilities."),
+    max_pixels: int = typer.Option(DecodeLimits.local().max_pixels, "--max-pixels", callback=bounds(1),
+                                   help="Largest image (width x height) decoded; larger ones are refused "
+                                        "from their header, before decoding."),
 ) -> None:
     """Detect faces and classify their emotions; bad files are reported one by one and counted."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from ..data.errors import DataError
-    from ..inference.recognizer import load_image
     from ..inference.video import VIDEO_EXTS
 
+    limits = DecodeLimits.local(max_pixels=max_pixels)
     if timeline not in ("csv", "parquet"):
         fail(f"--timeline {timeline!r}: expected csv or parquet")
+    from ..data.outputs import check_output_dir, check_output_file
+    from ..models.device import resolve_device
+
+    with checked():  # before any model is loaded: a wrong output path must not lose the results
+        device = resolve_device(device, "--device")
+        if csv_out is not None:
+            check_output_file(csv_out, "--csv")
+        if out is not None:
+            check_output_dir(out, "--out")
     from ..inference.recognizer import parse_attributes
 
     try:
@@ -132,43 +146,32 @@ def predict(
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=console, disable=not show, transient=True) as prog:
         task = prog.add_task("predict", total=len(items))
-        pending: list[tuple[Path, Path, object]] = []
-
-        def flush() -> None:
-            nonlocal n_faces
-            if not pending:
-                return
-            faces_per = rec.predict_images([img for _, _, img in pending])
-            for (path, rel, img), faces in zip(pending, faces_per):
-                n_faces += len(faces)
-                res = {"path": str(path), "faces": [f.to_dict() for f in faces]}
-                if out is not None:
-                    res["annotated"] = str(_save_annotated(img, faces, out / rel, debug))
-                emit(res)
-                prog.advance(task)
-            pending.clear()
-
-        for path, rel in items:
-            if path.suffix.lower() in VIDEO_EXTS:
-                flush()
-                res = _predict_video(rec, path, rel, out, stride, smoothing, timeline)
-                n_faces += res.get("faces_detected", 0)
-                failures += "error" in res
-                emit(res)
-                prog.advance(task)
+        runs = groupby(items, key=lambda it: it[0].suffix.lower() in VIDEO_EXTS)
+        for is_video, run in runs:
+            run = list(run)
+            if is_video:
+                for path, rel in run:
+                    res = _predict_video(rec, path, rel, out, stride, smoothing, timeline)
+                    n_faces += res.get("faces_detected", 0)
+                    failures += "error" in res
+                    emit(res)
+                    prog.advance(task)
                 continue
-            try:
-                img = load_image(path)
-            except (DataError, ValueError) as e:
-                failures += 1
-                console.print(f"[red]failed[/] {escape(str(e))}", highlight=False)
-                emit({"path": str(path), "error": str(e), "faces": []})
+            # images stream through the library's one batched path: at most `batch` decoded at a time
+            for r in rec.predict_iter(((str(p), p) for p, _ in run), batch=batch, limits=limits):
+                path, rel = run[r.index]
+                if not r.ok:
+                    failures += 1
+                    console.print(f"[red]failed[/] {escape(str(r.detail))}", highlight=False)
+                    emit({"path": str(path), "error": r.detail, "faces": []})
+                else:
+                    n_faces += len(r.faces)
+                    res = {"path": str(path), "faces": [f.to_dict() for f in r.faces]}
+                    if out is not None:
+                        res["annotated"] = str(_save_annotated(r.image, r.faces, out / rel, debug))
+                    emit(res)
+                r.image = None
                 prog.advance(task)
-                continue
-            pending.append((path, rel, img))
-            if len(pending) >= batch:
-                flush()
-        flush()
 
     gender_labels = rec.gender.labels if getattr(rec, "gender", None) is not None else None
     if csv_out is not None:
@@ -188,15 +191,16 @@ def batch(
     out: Path = typer.Option(..., "--out", "-o", help="Rows: .csv, .parquet or .jsonl (Spark: a folder of "
                                                       ".csv / .parquet parts)."),
     engine: str = typer.Option("local", help="local (processes on this machine) | dask | spark"),
-    workers: int = typer.Option(1, help="local, or dask without --scheduler: worker processes on this machine "
-                                        "(each builds the model once)."),
+    workers: int = typer.Option(1, callback=bounds(1),
+                                help="local, or dask without --scheduler: worker processes on this machine "
+                                     "(each builds the model once)."),
     scheduler: str | None = typer.Option(None, help="dask: the address of a running cluster's scheduler "
                                                     "(tcp://host:8786)."),
-    partitions: int | None = typer.Option(None, help="dask / spark: number of partitions."),
+    partitions: int | None = typer.Option(None, callback=bounds(1), help="dask / spark: number of partitions."),
     model: str = typer.Option("default", "--model", "-m", help="Shipped model, alias or run directory."),
     detector: str = typer.Option("auto", help="auto | blazeface_short | blazeface_full | haar | none"),
     backend: str = typer.Option("auto", help="auto (ONNX Runtime on CPU) | onnx | torch"),
-    threads: int = typer.Option(1, help="CPU threads per worker."),
+    threads: int = typer.Option(1, callback=bounds(1), help="CPU threads per worker."),
     tta: str = typer.Option("none", "--tta", help="none | flip | ten"),
     attributes: str = typer.Option("emotion", "--attributes", help="emotion or emotion,gender"),
 ) -> None:
@@ -218,6 +222,10 @@ def batch(
         fail(f"--out {out}: expected a .csv, .parquet or .jsonl path")
     if engine == "spark" and suffix == ".jsonl":
         fail("--engine spark writes .csv or .parquet folders")
+    from ..data.outputs import check_output_dir, check_output_file
+
+    with checked():  # before any worker starts: the rows must have somewhere to go
+        (check_output_dir if engine == "spark" else check_output_file)(out, "--out")
     kw = dict(model=model, detector=detector, backend=backend, threads=threads, tta=tta, attributes=attrs)
     try:
         from ..models.hub import load_card
@@ -387,13 +395,14 @@ def _print_table(results: list[dict], gender: bool = False) -> None:
 
 
 def webcam(
-    camera: int = typer.Option(0, "--camera", help="Camera index."),
+    camera: int = typer.Option(0, "--camera", callback=bounds(0), help="Camera index."),
     debug: bool = typer.Option(False, "--debug", help="Show the normalized face the model sees and all scores."),
     model: str = typer.Option("default", "--model", "-m"),
     detector: str = typer.Option("auto"),
     backend: str = typer.Option("auto"),
-    smoothing: float = typer.Option(0.5, help="EMA weight of past scores per tracked face (0 = off)."),
-    threads: int = typer.Option(1),
+    smoothing: float = typer.Option(0.5, callback=bounds(0, 1, hi_open=True),
+                                    help="EMA weight of past scores per tracked face, in [0, 1) (0 = off)."),
+    threads: int = typer.Option(1, callback=bounds(1)),
 ) -> None:
     """Live camera window with boxes, labels and probability bars (q or Esc quits)."""
     import time
@@ -430,9 +439,9 @@ def bench(
     model: str = typer.Option("default", "--model", "-m"),
     detector: str = typer.Option("auto"),
     backend: str = typer.Option("auto"),
-    threads: int = typer.Option(1, help="CPU threads (ours and fer's)."),
-    frames: int = typer.Option(20, help="Frames per setting (1 face, 5 faces)."),
-    repeat: int = typer.Option(3, help="Timed passes over the frames."),
+    threads: int = typer.Option(1, callback=bounds(1), help="CPU threads (ours and fer's)."),
+    frames: int = typer.Option(20, callback=bounds(1), help="Frames per setting (1 face, 5 faces)."),
+    repeat: int = typer.Option(3, callback=bounds(1), help="Timed passes over the frames."),
     faces: Path | None = typer.Option(None, help="Folder of face photos to paste (default examples/)."),
     peers: bool = typer.Option(False, "--peers", help="Also time the `fer` package on the same frames."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the report JSON here ('-' = stdout)."),
@@ -442,8 +451,14 @@ def bench(
     """End-to-end fps on 640x480 frames with 1 and 5 faces, per-face latency and batch throughput."""
     from rich.table import Table
 
+    from ..data.outputs import check_input_path, check_output_file
     from ..inference.bench import run_bench
 
+    with checked():
+        if faces is not None:
+            check_input_path(faces, "--faces", kind="dir")
+        if json_out is not None:
+            check_output_file(json_out, "--json", allow_stdout=True)
     _set_threads(threads)
     rec = _recognizer(model, detector, "cpu", backend, threads, tta=tta)
     rep = run_bench(rec, faces, frames, repeat, peers, threads, log=lambda s: console.print(s, highlight=False))

@@ -5,7 +5,7 @@ import os
 
 import typer
 
-from .common import console, fail
+from .common import bounds, console, fail
 
 
 def register(app: typer.Typer) -> None:
@@ -19,14 +19,31 @@ def serve(
     text_model: str = typer.Option("default", "--text-model", help="Default text model for /v1/text and fusion."),
     detector: str = typer.Option("auto", help="Face detector (see `emotionlab predict --help`)."),
     backend: str = typer.Option("auto", help="Inference backend: auto | torch | onnx."),
-    workers: int = typer.Option(2, help="Inference threads (one face model each)."),
-    threads: int = typer.Option(0, help="torch intra-op threads; 0 = CPU cores / workers."),
-    max_body_mb: float = typer.Option(10.0, "--max-body-mb", help="Largest request body / stream frame in MB."),
-    max_pixels: int = typer.Option(40_000_000, help="Largest image (width x height) accepted."),
-    max_images: int = typer.Option(32, help="Most images in one /v1/faces/batch request."),
-    timeout: float = typer.Option(30.0, help="Seconds one inference may take before a 504."),
-    face_weight: float = typer.Option(0.5, help="Fusion weight of the face in /v1/analyze."),
-    text_weight: float = typer.Option(0.5, help="Fusion weight of the text in /v1/analyze."),
+    workers: int = typer.Option(2, callback=bounds(1), help="Inference threads (one face model each)."),
+    threads: int = typer.Option(0, callback=bounds(0), help="torch intra-op threads; 0 = CPU cores / workers."),
+    max_body_mb: float = typer.Option(10.0, "--max-body-mb", callback=bounds(0, lo_open=True),
+                                      help="Largest request body / stream frame in MB."),
+    max_pixels: int = typer.Option(40_000_000, callback=bounds(1), help="Largest image (width x height) accepted."),
+    max_images: int = typer.Option(32, callback=bounds(1), help="Most images in one /v1/faces/batch request."),
+    timeout: float = typer.Option(30.0, callback=bounds(0, lo_open=True),
+                                  help="Seconds one inference may take before a 504."),
+    max_pending: int = typer.Option(64, callback=bounds(1), help="Jobs queued, running or stuck before new "
+                                                                 "requests get 503 (before their body is read)."),
+    max_batch_pixels: int = typer.Option(256_000_000, callback=bounds(1),
+                                         help="Decoded pixels of all images of one /v1/faces/batch request."),
+    max_connections: int = typer.Option(256, callback=bounds(1),
+                                        help="Open connections before uvicorn answers 503 (limit_concurrency)."),
+    keep_alive: int = typer.Option(5, "--keep-alive", callback=bounds(1),
+                                   help="Seconds an idle keep-alive connection stays open."),
+    body_timeout: float = typer.Option(10.0, "--body-timeout", callback=bounds(0, lo_open=True),
+                                       help="Seconds each chunk of a request body may take; then 408 and close."),
+    header_timeout: float = typer.Option(10.0, "--header-timeout", callback=bounds(0, lo_open=True),
+                                         help="Seconds a connection may take to send a complete request head."),
+    allow_origin: list[str] = typer.Option([], "--allow-origin",
+                                           help="Origin (scheme://host[:port]) whose pages may open WS /v1/stream, "
+                                                "besides this server's own; repeat it; * allows any."),
+    face_weight: float = typer.Option(0.5, callback=bounds(0), help="Fusion weight of the face in /v1/analyze."),
+    text_weight: float = typer.Option(0.5, callback=bounds(0), help="Fusion weight of the text in /v1/analyze."),
     attributes: str = typer.Option("emotion", help="Per-face outputs: emotion, or emotion,gender to add apparent "
                                                    "gender (see the gender model card for its limits)."),
     tta: str = typer.Option("none", "--tta", help="Test-time augmentation of the face classifier: none | flip "
@@ -38,7 +55,7 @@ def serve(
     and docs (/docs)."""
     import uvicorn
 
-    from ..serve.app import ServeSettings, create_app
+    from ..serve.app import ServeSettings, create_app, uvicorn_options
 
     if port < 0 or port > 65535:
         fail(f"--port {port} is not a TCP port (0..65535)")
@@ -51,10 +68,14 @@ def serve(
                                  workers=workers, torch_threads=threads, max_body=int(max_body_mb * 1024 * 1024),
                                  max_pixels=max_pixels, max_images=max_images, timeout_s=timeout, face_weight=face_weight,
                                  text_weight=text_weight, preload=preload,
-                                 attributes=attributes, tta=tta)
+                                 attributes=attributes, tta=tta, max_pending=max_pending,
+                                 max_batch_pixels=max_batch_pixels, max_connections=max_connections,
+                                 keep_alive_s=keep_alive, body_timeout_s=body_timeout,
+                                 header_timeout_s=header_timeout,
+                                 allow_origins=tuple(allow_origin))
     except ValueError as e:
         fail(str(e))
     app = create_app(settings=settings)
     console.print(f"emotionlab serving on http://{host}:{port}/  (docs at /docs, {workers} workers x {threads} threads"
                   + (f", tta {tta}" if tta != "none" else "") + ")")
-    uvicorn.run(app, host=host, port=port, log_level=log_level, ws_max_size=settings.max_body + 1024)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, **uvicorn_options(settings))

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from .common import console, fail, print_json
+from .common import bounds, checked, console, fail, print_json
 
 
 def register(app: typer.Typer) -> None:
@@ -37,7 +37,7 @@ def text_cmd(
                                                                        "content, tweet or sentence)."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Predictions CSV for --file (default: stdout)."),
     top_k: int | None = typer.Option(None, "--top-k", help="Show only the K best labels per text."),
-    batch_size: int = typer.Option(256, "--batch-size", help="Texts per model call with --file."),
+    batch_size: int = typer.Option(256, "--batch-size", callback=bounds(1), help="Texts per model call with --file."),
 ) -> None:
     """Classify the emotion of short texts (tweets, messages) with a shipped or saved model.
 
@@ -52,6 +52,15 @@ def text_cmd(
         fail("give texts or --file, not both")
     if top_k is not None and top_k < 1:
         fail("--top-k must be at least 1")
+    if out is not None and file is None:
+        fail("--out writes the predictions for --file; give --file PATH (texts on the command line print)")
+    from ..data.outputs import check_input_path, check_output_file
+
+    with checked():  # before the model loads
+        if file is not None:
+            check_input_path(file, "--file", kind="file")
+        if out is not None:
+            check_output_file(out, "--out")
     if file is None:
         for i, t in enumerate(texts):
             if not t.strip():

@@ -8,9 +8,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from .decode import DecodeLimits, read_image_file
+from .decode import decode_image as _decode
 from .errors import DataError
 from .fer2013 import FaceDataset
 from .labels import FER7, LabelSet, canonical_name, get_label_set
@@ -21,48 +22,17 @@ SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "va
                "publictest": "val", "test": "test", "privatetest": "test"}
 
 
-def read_image(path: str | os.PathLike, flags: int = cv2.IMREAD_UNCHANGED) -> np.ndarray:
-    """Read an image with OpenCV, honouring EXIF orientation; raise a clear error if it can't be decoded."""
-    path = Path(path)
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as e:
-        raise DataError(path, f"cannot read file: {e.strerror or e}") from None
-    return decode_image(data, path, flags)
+def read_image(path: str | os.PathLike, limits: DecodeLimits | None = None) -> np.ndarray:
+    """Read an image file as 8-bit BGR through the decode guard (EXIF honoured, bounded cost); a missing,
+    empty, corrupt or oversized file raises a :class:`DataError` that names it."""
+    return read_image_file(path, limits)
 
 
-def decode_image(data: bytes | np.ndarray, source: str | os.PathLike, flags: int = cv2.IMREAD_UNCHANGED
+def decode_image(data: bytes | np.ndarray, source: str | os.PathLike, limits: DecodeLimits | None = None
                  ) -> np.ndarray:
-    """Encoded image bytes (e.g. Spark's ``binaryFile`` content) -> array, exactly as :func:`read_image` reads
-    a file; ``source`` names the image in the error."""
-    data = np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else data
-    if data.size == 0:
-        raise DataError(source, "file is empty (0 bytes)")
-    img = cv2.imdecode(data, flags | cv2.IMREAD_ANYDEPTH if flags == cv2.IMREAD_UNCHANGED else flags)
-    if img is None:
-        raise DataError(source, "not a readable image (corrupt, truncated or unsupported format)")
-    if flags == cv2.IMREAD_UNCHANGED:
-        # IMREAD_UNCHANGED skips EXIF rotation; apply it ourselves.
-        img = _apply_exif(data, img)
-    return img
-
-
-def _apply_exif(data: np.ndarray, img: np.ndarray) -> np.ndarray:
-    try:
-        from io import BytesIO
-
-        from PIL import Image
-
-        with Image.open(BytesIO(data.tobytes())) as im:
-            orient = im.getexif().get(0x0112, 1)
-    except Exception:
-        return img
-    ops = {2: lambda a: cv2.flip(a, 1), 3: lambda a: cv2.rotate(a, cv2.ROTATE_180),
-           4: lambda a: cv2.flip(a, 0), 5: lambda a: cv2.flip(cv2.rotate(a, cv2.ROTATE_90_CLOCKWISE), 1),
-           6: lambda a: cv2.rotate(a, cv2.ROTATE_90_CLOCKWISE),
-           7: lambda a: cv2.flip(cv2.rotate(a, cv2.ROTATE_90_COUNTERCLOCKWISE), 1),
-           8: lambda a: cv2.rotate(a, cv2.ROTATE_90_COUNTERCLOCKWISE)}
-    return ops[orient](img) if orient in ops else img
+    """Encoded image bytes (e.g. Spark's ``binaryFile`` content) -> 8-bit BGR, exactly as :func:`read_image`
+    reads a file; ``source`` names the image in the error."""
+    return _decode(data, source, limits or DecodeLimits.local())
 
 
 def list_images(root: str | os.PathLike, recursive: bool = True) -> list[Path]:

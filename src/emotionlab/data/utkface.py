@@ -33,12 +33,16 @@ import csv
 import hashlib
 import os
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .errors import DataError
+
+#: image (BGR uint8) -> detections with ``.box`` (x, y, w, h) and ``.score``: the inference layer's detector
+Detector = Callable[[np.ndarray], list]
 
 GENDERS = ("male", "female")  # UTKFace codes 0, 1
 RACES = ("white", "black", "asian", "indian", "others")  # codes 0..4; "others": Hispanic, Latino, Middle Eastern
@@ -296,15 +300,19 @@ def _chip_crops(paths: list[Path], size: int) -> tuple[np.ndarray, int]:
     return np.stack([resize(to_gray(read_image(p)), size) for p in paths]), 0
 
 
-def _detect_crops(paths: list[Path], size: int, pad: float = 0.5) -> tuple[np.ndarray, int]:
-    """Detector box on the border-padded chip -> ``crop_face`` (the predict path); no face: a fixed box."""
+def _detect_crops(paths: list[Path], size: int, detect: Detector | None, pad: float = 0.5
+                  ) -> tuple[np.ndarray, int]:
+    """Detector box on the border-padded chip -> ``crop_face`` (the predict path); no face: a fixed box.
+    ``detect`` is the inference layer's detector (BlazeFace short range, as the gender model was trained):
+    passed in, because a data reader must not import the inference layer."""
     import cv2
 
-    from ..inference.detectors import create_detector
     from .folders import read_image
     from .preprocess import PreprocessConfig, crop_face, to_gray
 
-    det = create_detector("blazeface_short", threads=1)
+    if detect is None:
+        raise ValueError("crop='detect' needs a detector: pass detector=create_detector('blazeface_short').detect "
+                         "(emotionlab.inference.detectors), or use crop='chip'")
     cfg = PreprocessConfig(size=size)
     out, fallback = [], 0
     for p in paths:
@@ -315,7 +323,7 @@ def _detect_crops(paths: list[Path], size: int, pad: float = 0.5) -> tuple[np.nd
         h, w = img.shape[:2]
         m = round(pad * max(h, w))
         big = cv2.copyMakeBorder(img, m, m, m, m, cv2.BORDER_REPLICATE)
-        dets = det.detect(big)
+        dets = detect(big)
         if dets:
             box = max(dets, key=lambda d: d.score or 0).box
         else:  # the average detector box on UTKFace chips: ~95% of the chip, centred
@@ -326,7 +334,7 @@ def _detect_crops(paths: list[Path], size: int, pad: float = 0.5) -> tuple[np.nd
 
 
 def face_crops(index: UTKFaceIndex, rows: np.ndarray, size: int = 48, crop: str = "detect",
-               use_cache: bool = True) -> tuple[np.ndarray, dict]:
+               use_cache: bool = True, detector: Detector | None = None) -> tuple[np.ndarray, dict]:
     """uint8 (N, size, size) grayscale crops of ``rows``, cached by the file names + hashes; and crop info."""
     from .cache import cache_dir
 
@@ -343,7 +351,7 @@ def face_crops(index: UTKFaceIndex, rows: np.ndarray, size: int = 48, crop: str 
             cpath.unlink(missing_ok=True)
     idir = image_dir(index.root)
     paths = [idir / index.files[i] for i in rows]
-    images, fallback = (_detect_crops if crop == "detect" else _chip_crops)(paths, size)
+    images, fallback = _detect_crops(paths, size, detector) if crop == "detect" else _chip_crops(paths, size)
     if use_cache:
         tmp = cpath.with_suffix(".tmp.npz")
         np.savez(tmp, images=images, fallback=np.int64(fallback))
@@ -401,15 +409,17 @@ class UTKFaceData:
 
 def load_utkface(root: str | os.PathLike, size: int = 48, crop: str = "detect", seed: int = 0,
                  val_frac: float = 0.1, test_frac: float = 0.2, skip_bad: bool = False,
-                 use_cache: bool = True) -> UTKFaceData:
-    """UTKFace as training / evaluation data: parsed, deduplicated, split, cropped like ``predict`` crops."""
+                 use_cache: bool = True, detector: Detector | None = None) -> UTKFaceData:
+    """UTKFace as training / evaluation data: parsed, deduplicated, split, cropped like ``predict`` crops
+    (``crop="detect"`` needs ``detector``, a callable image -> detections with ``.box`` / ``.score``, unless the
+    crops are cached)."""
     index = scan_utkface(root, skip_bad=skip_bad)
     parts, report = utkface_splits(index, seed, val_frac, test_frac)
     rows = np.sort(np.concatenate([parts["train"], parts["val"], parts["test"]]))
     usage = np.empty(len(index), dtype="U5")
     for name, idx in parts.items():
         usage[idx] = name
-    images, info = face_crops(index, rows, size, crop, use_cache)
+    images, info = face_crops(index, rows, size, crop, use_cache, detector)
     report.update({"crop": {"mode": crop, "size": size, "detector_fallbacks": info["fallback"]}})
     return UTKFaceData(images=images, gender=index.gender[rows], age=index.age[rows], race=index.race[rows],
                        md5=index.md5[rows], files=[index.files[i] for i in rows], usage=usage[rows],

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..data.preprocess import prepare_crops, resize
-from ..training.engine import predict_proba
+from ..models.classifier import FaceClassifier
 from .maps import METHODS, explain, overlay
 
 COLUMN_TITLES = {"saliency": "mean saliency", "guided-backprop": "mean guided backprop", "gradcam": "mean Grad-CAM"}
@@ -72,7 +72,8 @@ def explain_dataset(loaded, images_u8: np.ndarray, labels: np.ndarray, out_dir: 
     chosen = select_per_class(labels, len(names), per_class, seed)
     order = np.concatenate([chosen[c] for c in range(len(names))]).astype(np.int64)
     imgs, ys = images_u8[order], labels[order]
-    probs = predict_proba(loaded.model, imgs, pre, batch_size=batch_size) if len(order) else np.zeros((0, len(names)))
+    probs = (FaceClassifier(loaded, backend="torch").predict_proba(imgs, batch_size) if len(order)
+             else np.zeros((0, len(names))))
     preds = probs.argmax(1) if len(order) else np.zeros(0, np.int64)
     maps = {m: _maps(loaded.model, imgs, pre, m, ys, batch_size) for m in methods}
     ex_method = "gradcam" if "gradcam" in methods else methods[-1]

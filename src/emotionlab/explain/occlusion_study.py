@@ -64,7 +64,7 @@ def occlusion_table(loaded, images_u8: np.ndarray, labels: np.ndarray, masks: li
     region: 0 (black patch, seed 004) by default; ``round(255 * preprocess.mean)`` matches the fill of the
     training-time occlusion augmentation (0 in normalized units).
     """
-    from ..training.engine import predict_proba  # lazy: keeps `emotionlab.explain` light to import
+    from ..models.classifier import FaceClassifier  # lazy: keeps `emotionlab.explain` light to import
     from ..training.metrics import classification_metrics
 
     images_u8 = np.asarray(images_u8)
@@ -76,10 +76,11 @@ def occlusion_table(loaded, images_u8: np.ndarray, labels: np.ndarray, masks: li
     if images_u8.shape[1:] != (pre.size, pre.size):
         images_u8 = np.stack([resize(im, pre.size) for im in images_u8])
     mask_arrays = {m: face_occlusion(m, pre.size)[0] for m in masks}  # unknown names fail before any work
+    clf = FaceClassifier(loaded, backend="torch", tta=tta)
     table: dict[str, dict] = {}
     for name in masks:
         imgs = apply_mask(images_u8, mask_arrays[name], fill=fill)
-        probs = predict_proba(loaded.model, imgs, pre, batch_size=batch_size, tta=tta)
+        probs = clf.predict_proba(imgs, batch_size)
         met = classification_metrics(labels, probs.argmax(1), names)
         met["per_class_accuracy"] = {lab: met["per_class"][lab]["recall"] for lab in names}
         met["fill"] = int(fill)

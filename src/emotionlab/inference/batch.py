@@ -18,6 +18,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from ..data.decode import DecodeLimits
+
 Item = str | os.PathLike | tuple[str, bytes]
 
 _BASE = ["path", "face", "x", "y", "w", "h", "label", "score"]
@@ -82,7 +84,7 @@ class BatchPredictor:
 
     def __init__(self, model: str = "default", detector: str = "auto", backend: str = "auto", threads: int = 1,
                  tta: str = "none", attributes: tuple[str, ...] | str = ("emotion",), gender_model: str = "gender",
-                 batch: int = 16):
+                 batch: int = 16, limits: DecodeLimits | None = None):
         self.model = model
         self.detector = detector
         self.backend = backend
@@ -91,6 +93,7 @@ class BatchPredictor:
         self.attributes = attributes
         self.gender_model = gender_model
         self.batch = batch
+        self.limits = limits
         self._rec = None
 
     def __getstate__(self) -> dict:
@@ -137,36 +140,24 @@ class BatchPredictor:
 
     # -- items -> rows
     def rows(self, items: Iterable[Item]) -> list[dict[str, Any]]:
-        """Rows for every item, in order; a bad item gives an ``error`` row and the others go on."""
+        """Rows for every item, in order; a bad item gives an ``error`` row and the others go on. Images stream
+        through :meth:`FaceEmotionRecognizer.predict_iter`: at most ``batch`` decoded at a time."""
         from ..data.errors import DataError
-        from .recognizer import load_image
         from .video import VIDEO_EXTS
 
         rec, labels, glabels = self.recognizer, self.labels, self.gender_labels
-        out: list[dict] = []
-        pending: list[tuple[str, Any]] = []
 
-        def flush() -> None:
-            if pending:
-                for (name, _), faces in zip(pending, rec.predict_images([img for _, img in pending])):
-                    out.extend(face_rows(name, [f.to_dict() for f in faces], labels, glabels))
-                pending.clear()
-
-        for item in items:
-            name, data = (str(item[0]), item[1]) if isinstance(item, tuple) else (str(item), None)
-            try:
+        def named() -> Iterator[tuple[str, Any]]:
+            for item in items:
+                name, data = (str(item[0]), item[1]) if isinstance(item, tuple) else (str(item), None)
                 if Path(name).suffix.lower() in VIDEO_EXTS:
-                    raise DataError(name, "a video: `emotionlab predict` gives its per-frame timeline; batch "
-                                          "reads images")
-                img = load_image(name if data is None else data, name)
-            except (DataError, ValueError) as e:
-                flush()  # keep rows in input order
-                out.extend(face_rows(name, [], labels, glabels, error=str(e)))
-                continue
-            pending.append((name, img))
-            if len(pending) >= self.batch:
-                flush()
-        flush()
+                    data = DataError(name, "a video: `emotionlab predict` gives its per-frame timeline; batch "
+                                           "reads images")
+                yield name, (name if data is None else data)
+
+        out: list[dict] = []
+        for r in rec.predict_iter(named(), batch=self.batch, limits=self.limits):
+            out.extend(face_rows(r.name, [f.to_dict() for f in r.faces or ()], labels, glabels, error=r.detail))
         return out
 
     __call__ = rows  # Dask: ``bag.map_partitions(predictor)``

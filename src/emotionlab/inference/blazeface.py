@@ -196,15 +196,10 @@ class BlazeFace:
         return run
 
     def _onnx_runner(self, threads: int | None):
-        import onnxruntime as ort
-
-        from .onnx_export import cached_onnx
+        from ..models.onnx import cached_onnx, ort_session
 
         path = cached_onnx(f"{self.name}", ASSETS / f"{self.name}.safetensors", self._export)
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = int(threads or 1)
-        so.inter_op_num_threads = 1
-        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        sess = ort_session(path, int(threads or 1))
 
         def run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             r, c = sess.run(None, {"image": x})

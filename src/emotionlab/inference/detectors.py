@@ -85,25 +85,48 @@ def merge_detections(dets: list[Detection], iou_thr: float = 0.3) -> list[Detect
     return kept
 
 
-def tiles(h: int, w: int, side: int, overlap: float = 0.25) -> list[tuple[int, int, int]]:
-    """Square tiles (x, y, side) covering an image with some overlap; one tile when the image fits."""
-    side = min(side, h, w)
+#: smallest tile worth running: the full-range model's input side (a smaller tile is only upsampled)
+MIN_TILE = 192
+#: most tiles one image may cost; a larger image gets larger tiles instead of more of them
+MAX_TILES = 16
+
+
+def _starts(n: int, side: int, overlap: float) -> list[int]:
+    """Start offsets of windows of ``side`` covering ``n`` pixels with ``overlap``."""
+    if side >= n:
+        return [0]
     step = max(1, int(side * (1 - overlap)))
-    xs = list(range(0, max(1, w - side + 1), step))
-    ys = list(range(0, max(1, h - side + 1), step))
-    if xs[-1] + side < w:
-        xs.append(w - side)
-    if ys[-1] + side < h:
-        ys.append(h - side)
-    return [(x, y, side) for y in ys for x in xs]
+    out = list(range(0, n - side + 1, step))
+    if out[-1] + side < n:
+        out.append(n - side)
+    return out
+
+
+def tiles(h: int, w: int, side: int, overlap: float = 0.25, min_side: int = MIN_TILE,
+          max_tiles: int = MAX_TILES) -> list[tuple[int, int, int]]:
+    """Square tiles (x, y, side) covering an image with some overlap; one tile when the image fits.
+
+    The count is bounded whatever the shape: tiles are at least ``min_side`` (clipped to the image, so a
+    thin strip gets a few wide windows, not one per pixel) and grow until at most ``max_tiles`` cover it."""
+    side = max(int(side), min_side, 1)
+    while True:
+        xs = _starts(w, side, overlap)
+        ys = _starts(h, side, overlap)
+        if len(xs) * len(ys) <= max_tiles:
+            return [(x, y, side) for y in ys for x in xs]
+        side = int(side * 1.25) + 1
 
 
 def detect_tiled(det: Detector, image_bgr: np.ndarray, side: int, min_score: float = 0.6) -> list[Detection]:
     """Run ``det`` on overlapping square tiles: BlazeFace letterboxes to 128 / 192 px, so a face that is small
-    in a wide or large photo becomes too small to find; a tile keeps it at a usable size."""
+    in a wide or large photo becomes too small to find; a tile keeps it at a usable size. At most
+    :data:`MAX_TILES` tiles, with a cancellation checkpoint between them."""
+    from .cancel import checkpoint
+
     h, w = image_bgr.shape[:2]
     out = []
     for x, y, s in tiles(h, w, side):
+        checkpoint()
         for d in det.detect(image_bgr[y:y + s, x:x + s]):
             if (d.score or 0.0) < min_score:  # many tiles = many chances for a false positive: ask for more
                 continue
@@ -135,6 +158,9 @@ class AutoDetector(Detector):
 
         if dets and all(trusted(d) for d in dets):
             return sorted(dets, key=lambda d: (d.box[0], d.box[1]))
+        from .cancel import checkpoint
+
+        checkpoint()
         full = self.full.detect(image_bgr)
         if self.tile and (max(h, w) > 1.5 * min(h, w) or min(h, w) >= 800):
             full += detect_tiled(self.full, image_bgr, min(h, w) if min(h, w) < 800 else min(h, w) // 2)
@@ -181,3 +207,9 @@ def create_detector(name: str = "auto", **kw) -> Detector:
     if name == "haar":
         return HaarDetector(**{k: v for k, v in kw.items() if k in ("max_side", "min_neighbors")})
     return DETECTORS[name](**kw)
+
+
+def utkface_detector() -> Callable[[np.ndarray], list[Detection]]:
+    """The detector UTKFace crops are cut with (short-range BlazeFace, one thread), for
+    :func:`emotionlab.data.utkface.load_utkface`, which takes it as a callable (data never imports inference)."""
+    return create_detector("blazeface_short", threads=1).detect

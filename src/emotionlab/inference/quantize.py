@@ -60,7 +60,9 @@ def quantize_int8(src_onnx: Path, out: Path, calib: np.ndarray, *, exclude: str 
     calib = np.ascontiguousarray(calib, np.float32)
     if calib.ndim != 4 or len(calib) == 0:
         raise ValueError(f"calibration inputs must be a non-empty (N, C, S, S) array, got shape {calib.shape}")
-    in_name = ort.InferenceSession(str(src_onnx), providers=["CPUExecutionProvider"]).get_inputs()[0].name
+    from ..models.onnx import ort_session
+
+    in_name = ort_session(src_onnx).get_inputs()[0].name
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -117,12 +119,9 @@ def graph_latency_ms(path: Path, in_shape: tuple[int, int, int], runs: int = 300
     """Median ms per face of one ONNX graph, ``batch`` faces per call, on ``threads`` threads (random input)."""
     import time
 
-    import onnxruntime as ort
+    from ..models.onnx import ort_session
 
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    sess = ort_session(path, threads)
     name = sess.get_inputs()[0].name
     x = np.random.default_rng(seed).standard_normal((batch, *in_shape)).astype(np.float32)
     for _ in range(20):
@@ -147,7 +146,7 @@ def quantize_model(model: str, calib_images_u8: np.ndarray, out_dir: Path, name:
     from ..data.cache import file_hash
     from ..data.preprocess import prepare_crops
     from ..models.hub import load_model
-    from .onnx_export import cached_model_onnx
+    from ..models.onnx import cached_model_onnx
 
     lm = load_model(model)
     if lm.card.get("members"):

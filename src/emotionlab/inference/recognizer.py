@@ -7,13 +7,16 @@ hash); PyTorch is the fallback and the GPU path.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
+from ..data.decode import DecodeLimits
+from ..data.errors import DataError
 from ..data.preprocess import prepare_faces, to_uint8
+from ..models.classifier import TTA_MODES, FaceClassifier  # noqa: F401  (TTA_MODES: re-exported)
+from .cancel import checkpoint
 from .detectors import Detection, create_detector
 
 
@@ -61,27 +64,22 @@ def to_bgr8(image: np.ndarray) -> np.ndarray:
     raise ValueError(f"image has shape {img.shape}; expected (H,W), (H,W,1), (H,W,3) BGR or (H,W,4) BGRA")
 
 
-def load_image(image_or_path, name: str | None = None) -> np.ndarray:
-    """A path (EXIF honoured, clear DataError on missing or bad files), encoded bytes (``name`` names them in
-    errors; Spark's ``binaryFile`` content) or an array -> 8-bit BGR."""
+def load_image(image_or_path, name: str | None = None, limits: DecodeLimits | None = None) -> np.ndarray:
+    """A path (EXIF honoured), encoded bytes (``name`` names them in errors; Spark's ``binaryFile`` content) or
+    an array -> 8-bit BGR, through the decode guard (``limits``, default :meth:`DecodeLimits.local`): a
+    missing, empty, corrupt, oversized or absurdly shaped input raises a ``DataError`` that names it."""
+    from ..data.decode import check_shape, decode_image, read_image_file
+
+    limits = limits or DecodeLimits.local()
     if isinstance(image_or_path, (bytes, bytearray, memoryview)):
-        from ..data.folders import decode_image
-
-        return to_bgr8(decode_image(image_or_path, name or "<bytes>"))
+        return decode_image(image_or_path, name or "<bytes>", limits)
     if isinstance(image_or_path, (str, os.PathLike)):
-        from ..data.errors import DataError
-        from ..data.folders import read_image
-
-        if not Path(image_or_path).exists():
-            raise DataError(image_or_path, "no such file")
-        return to_bgr8(read_image(Path(image_or_path)))
-    return to_bgr8(image_or_path)
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(1, keepdims=True)
+        return read_image_file(image_or_path, limits)
+    arr = np.asarray(image_or_path)
+    if arr.ndim < 2:
+        raise ValueError(f"{name or 'image'}: array of shape {arr.shape} is not an image")
+    check_shape(int(arr.shape[1]), int(arr.shape[0]), name or "image", limits)
+    return to_bgr8(arr)
 
 
 ATTRIBUTES = ("emotion", "gender")
@@ -106,49 +104,17 @@ def crop_pre(pre, crop_expand: float | None):
     return pre if crop_expand is None else replace(pre, expand=crop_expand, shift_y=0.0)
 
 
-class AttributeClassifier:
+class AttributeClassifier(FaceClassifier):
     """A second face classifier (apparent gender) on the same detector boxes, cut with its own model card's
     preprocessing, so it keeps working whatever the emotion model's input size or architecture is."""
 
     def __init__(self, model: str, device: str = "cpu", backend: str = "auto", threads: int | None = None):
-        from ..models.hub import load_model
-
-        self.loaded = load_model(model, device)
-        self.labels: list[str] = self.loaded.labels
-        self.pre = self.loaded.preprocess
-        self.device = device
-        self._sess = None
-        self.backend = "torch"
-        if backend == "torch" or (backend == "auto" and str(device) != "cpu"):
-            return
-        try:
-            import onnxruntime as ort
-
-            from .onnx_export import cached_model_onnx
-
-            so = ort.SessionOptions()
-            so.intra_op_num_threads = int(threads or 1)
-            so.inter_op_num_threads = 1
-            self._sess = ort.InferenceSession(str(cached_model_onnx(self.loaded)), so,
-                                              providers=["CPUExecutionProvider"])
-            self._in_name = self._sess.get_inputs()[0].name
-            self.backend = "onnxruntime"
-        except Exception as e:
-            if backend == "onnx":
-                raise RuntimeError(f"ONNX Runtime backend failed for {self.loaded.name}: {e}") from e
+        super().__init__(model, device, backend, threads)
+        self.pre = self.preprocess
 
     def classify(self, model_input: np.ndarray) -> np.ndarray:
-        if len(model_input) == 0:
-            return np.zeros((0, len(self.labels)), np.float32)
-        if self._sess is not None:
-            logits = self._sess.run(None, {self._in_name: np.ascontiguousarray(model_input, np.float32)})[0]
-        else:
-            import torch
-
-            with torch.inference_mode():
-                x = torch.from_numpy(np.ascontiguousarray(model_input, np.float32)).to(self.device)
-                logits = self.loaded.model(x).float().cpu().numpy()
-        return _softmax(logits.astype(np.float64)).astype(np.float32)
+        """(N,1,S,S) normalized float32 -> (N, classes) probabilities."""
+        return self.probs(model_input)
 
     def predict(self, images_bgr: list[np.ndarray], dets: list, crop_expand: float | None = None) -> np.ndarray:
         """Probabilities for every face of every image, in one batched call."""
@@ -156,9 +122,6 @@ class AttributeClassifier:
         inputs = [prepare_faces(img, [d.box for d in ds], pre)[0] for img, ds in zip(images_bgr, dets)]
         return self.classify(np.concatenate(inputs)) if inputs else np.zeros((0, len(self.labels)), np.float32)
 
-
-#: test-time augmentation of the classifier: the views of ``emotionlab.training.engine.tta_views``
-TTA_MODES = ("none", "flip", "ten")
 
 
 class FaceEmotionRecognizer:
@@ -200,53 +163,15 @@ class FaceEmotionRecognizer:
 
     # -- classification ---------------------------------------------------------------------------------
     def _init_backend(self, backend: str) -> str:
-        if backend not in ("auto", "onnx", "torch"):
-            raise ValueError(f"unknown backend {backend!r}; use auto, onnx or torch")
-        self._sess = None
-        if backend == "torch" or (backend == "auto" and str(self.device) != "cpu"):
-            return "torch"
-        try:
-            import onnxruntime as ort
-
-            from .onnx_export import cached_model_onnx
-
-            path = cached_model_onnx(self.loaded)
-            so = ort.SessionOptions()
-            so.intra_op_num_threads = int(self.threads or 1)
-            so.inter_op_num_threads = 1
-            self._sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-            self._in_name = self._sess.get_inputs()[0].name
-            return "onnxruntime"
-        except Exception as e:
-            if backend == "onnx":
-                raise RuntimeError(f"ONNX Runtime backend failed for {self.model_name}: {e}") from e
-            self.backend_error = str(e)
-            return "torch"
+        """The model -> probabilities core (``models.classifier.FaceClassifier``) on this model and device."""
+        self.classifier = FaceClassifier(self.loaded, self.device, backend, self.threads, self.tta)
+        if self.classifier.backend_error is not None:
+            self.backend_error = self.classifier.backend_error
+        return self.classifier.backend
 
     def classify(self, model_input: np.ndarray) -> np.ndarray:
         """(N,1,S,S) normalized float32 -> (N, classes) probabilities, in one model call (TTA views included)."""
-        if len(model_input) == 0:
-            return np.zeros((0, len(self.labels)), np.float32)
-        if self.tta != "none":
-            import torch
-
-            from ..training.engine import tta_views
-
-            views = tta_views(torch.from_numpy(np.ascontiguousarray(model_input, np.float32)), self.tta)
-            probs = self._classify_once(torch.cat(views).numpy())
-            return probs.reshape(len(views), len(model_input), -1).mean(0).astype(np.float32)
-        return self._classify_once(model_input)
-
-    def _classify_once(self, model_input: np.ndarray) -> np.ndarray:
-        if self._sess is not None:
-            logits = self._sess.run(None, {self._in_name: np.ascontiguousarray(model_input, np.float32)})[0]
-        else:
-            import torch
-
-            with torch.inference_mode():
-                x = torch.from_numpy(np.ascontiguousarray(model_input, np.float32)).to(self.device)
-                logits = self.loaded.model(x).float().cpu().numpy()
-        return _softmax(logits.astype(np.float64)).astype(np.float32)
+        return self.classifier.probs(model_input)
 
     def classify_crops(self, crops_u8: np.ndarray) -> np.ndarray:
         """Already-cropped uint8 faces (N,H,W) -> probabilities (used by the benchmark and the server)."""
@@ -270,7 +195,11 @@ class FaceEmotionRecognizer:
 
     def predict_images(self, images_bgr: list[np.ndarray]) -> list[list[Face]]:
         """Detect in each image, then classify every face of every image in one batched call."""
-        dets = [self.detect(img) for img in images_bgr]
+        dets = []
+        for img in images_bgr:  # each detection is bounded (tile cap); a cancelled request stops between them
+            checkpoint()
+            dets.append(self.detect(img))
+        checkpoint()
         inputs, crops, counts = [], [], []
         for img, ds in zip(images_bgr, dets):
             x, c = prepare_faces(img, [d.box for d in ds], self.crop_pre)
@@ -291,13 +220,62 @@ class FaceEmotionRecognizer:
                 f.gender = {"label": labs[int(np.argmax(p))], "scores": {k: float(v) for k, v in zip(labs, p)}}
         return out
 
-    def predict(self, image_or_path) -> list[Face]:
-        """Faces in one image (path or BGR / gray / BGRA array); no face gives an empty list."""
-        return self.predict_images([load_image(image_or_path)])[0]
+    def predict(self, image_or_path, limits: DecodeLimits | None = None) -> list[Face]:
+        """Faces in one image (path, encoded bytes or BGR / gray / BGRA array); no face gives an empty list.
+        Decoding goes through the guard (``limits``, default :meth:`DecodeLimits.local`)."""
+        return self.predict_images([load_image(image_or_path, limits=limits)])[0]
 
-    def predict_batch(self, items) -> list[list[Face]]:
+    def predict_batch(self, items, limits: DecodeLimits | None = None) -> list[list[Face]]:
         """Faces in several images, all faces classified in one batch; a bad file raises ``DataError``."""
-        return self.predict_images([load_image(it) for it in items])
+        return self.predict_images([load_image(it, limits=limits) for it in items])
+
+    def predict_iter(self, items: Iterable, batch: int = 8, limits: DecodeLimits | None = None
+                     ) -> Iterator[ItemResult]:
+        """Stream any number of images: yields one :class:`ItemResult` per item, in input order, with its faces
+        or its error (a bad item never stops the others).
+
+        ``items``: paths, encoded bytes, arrays, or ``(name, any of those)`` pairs (a ``DataError`` in place of
+        the data is reported as that item's error, in its place). Up to ``batch`` decoded
+        images are held at a time and all their faces are classified in one call, so memory is bounded by
+        ``batch`` x the pixel cap of ``limits`` (default :meth:`DecodeLimits.local`) however many items come.
+        """
+        if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
+            raise ValueError(f"batch must be an integer >= 1, got {batch!r}")
+        limits = limits or DecodeLimits.local()
+        pending: list[ItemResult] = []
+
+        def flush() -> Iterator[ItemResult]:
+            if pending:
+                found = self.predict_images([r.image for r in pending])
+                for r, faces in zip(pending, found):
+                    r.faces = faces
+                yield from pending
+                pending.clear()
+
+        for i, item in enumerate(items):
+            checkpoint()
+            name, obj = item if isinstance(item, tuple) and len(item) == 2 else (None, item)
+            name = str(name) if name is not None else (str(obj) if isinstance(obj, (str, os.PathLike))
+                                                       else f"item[{i}]")
+            res = ItemResult(index=i, name=name)
+            try:
+                if isinstance(obj, DataError):  # refused upstream (e.g. a video in an image batch): keep its place
+                    raise obj
+                img = load_image(obj, name, limits)
+            except DataError as e:
+                res.error, res.detail = getattr(e, "error", "invalid_input"), str(e)
+            except (ValueError, TypeError) as e:
+                res.error, res.detail = "invalid_input", f"{name}: {e}"
+            else:
+                res.image, res.height, res.width = img, int(img.shape[0]), int(img.shape[1])
+            if res.error is None:
+                pending.append(res)
+                if len(pending) >= batch:
+                    yield from flush()
+            else:
+                yield from flush()  # the images before this one first: input order is kept
+                yield res
+        yield from flush()
 
     def stream(self, source, stride: int = 1, smoothing: float = 0.5, iou: float = 0.3,
                max_missed: int = 10) -> Iterator[FrameResult]:
@@ -317,6 +295,24 @@ class FaceEmotionRecognizer:
         t = f", tta {self.tta}" if self.tta != "none" else ""
         return (f"model {self.model_name} ({card.get('arch')}, {len(self.labels)} classes, weights {self.loaded.weights})"
                 f", detector {self.detector_name}, backend {self.backend}{t}{g}")
+
+
+@dataclass
+class ItemResult:
+    """One input of :meth:`FaceEmotionRecognizer.predict_iter`: its faces, or why it was refused."""
+
+    index: int
+    name: str
+    faces: list[Face] | None = None
+    error: str | None = None  # short machine name: image_too_large, image_shape, invalid_image, not_found...
+    detail: str | None = None  # one sentence naming the input and what was wrong
+    width: int | None = None
+    height: int | None = None
+    image: np.ndarray | None = field(default=None, repr=False)  # the decoded BGR image (drop it when done)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
 
 
 @dataclass

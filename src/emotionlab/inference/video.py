@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..data.decode import DecodeLimits, check_shape
 from ..data.errors import DataError
 
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
@@ -36,11 +37,27 @@ def open_capture(source) -> cv2.VideoCapture:
     return cap
 
 
-def iter_frames(source, stride: int = 1) -> Iterator[tuple[int, float, np.ndarray]]:
-    """(frame index, time in seconds, BGR frame) for every ``stride``-th frame."""
+def check_video_frames(cap: cv2.VideoCapture, source, limits: DecodeLimits | None = None) -> None:
+    """Refuse a video whose frames are over the decode guard's pixel or aspect limits, before any frame is
+    decoded (the same rule as for images: :func:`emotionlab.data.decode.check_shape`)."""
+    w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+    if w > 0 and h > 0:  # 0: the container does not say; frames are checked as they come
+        check_shape(w, h, source, limits or DecodeLimits.local())
+
+
+def iter_frames(source, stride: int = 1, limits: DecodeLimits | None = None
+                ) -> Iterator[tuple[int, float, np.ndarray]]:
+    """(frame index, time in seconds, BGR frame) for every ``stride``-th frame; frames over ``limits``
+    (default :meth:`DecodeLimits.local`) are refused with a ``DataError``."""
     if stride < 1:
         raise ValueError(f"stride must be >= 1, got {stride}")
     cap = open_capture(source)
+    lim = limits or DecodeLimits.local()
+    try:
+        check_video_frames(cap, source, lim)
+    except DataError:
+        cap.release()
+        raise
     fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
     fps = fps if fps > 0 else 30.0
     idx = 0
@@ -50,6 +67,8 @@ def iter_frames(source, stride: int = 1) -> Iterator[tuple[int, float, np.ndarra
                 ok, frame = cap.read()
                 if not ok:
                     break
+                if frame.shape[0] * frame.shape[1] > lim.max_pixels:  # a container that lied about its size
+                    check_shape(frame.shape[1], frame.shape[0], source, lim)
                 yield idx, idx / fps, frame
             else:
                 if not cap.grab():

@@ -6,7 +6,9 @@ space, and the two are then averaged with configurable weights and renormalized:
 
     fused = (face_weight * face_fer7 + text_weight * text_fer7) / (face_weight + text_weight)
 
-A side that is absent (no face found, no text sent) or has weight 0 drops out and the other one is the
+Only the ratio of the weights matters; they are normalized by dividing by the larger one first, so any pair
+of finite numbers >= 0 (1e308 and 1e308, 5e-324 and 1e-323) gives a distribution that sums to 1. A side that
+is absent (no face found, no text sent) or has weight 0 drops out and the other one is the
 result. Mapping of each label set onto FER7 (one source label -> one FER7 label, its score moves there):
 
 ==============  ==========================================================================================
@@ -30,6 +32,8 @@ mapping they are normalized to sum to 1 so that they weigh the same as a softmax
 """
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Iterable, Mapping
 
 SHARED_LABELS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -70,6 +74,22 @@ def to_shared(scores: Mapping[str, float]) -> tuple[dict[str, float], dict[str, 
     return out, unmapped
 
 
+def normalize_weights(weights: Mapping[str, float]) -> dict[str, float]:
+    """Weights -> the same ratios summing to 1, without overflow or underflow (divide by the largest first).
+
+    Raises ValueError for a weight that is not a finite number >= 0, or when all are 0.
+    """
+    for name, w in weights.items():
+        if isinstance(w, bool) or not isinstance(w, numbers.Real) or not (math.isfinite(w) and w >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0, got {w}")
+    top = max((float(w) for w in weights.values()), default=0.0)
+    if not top > 0:
+        raise ValueError("the weights are all 0")
+    scaled = {k: float(w) / top for k, w in weights.items()}  # in [0, 1], the largest exactly 1
+    total = sum(scaled.values())  # in [1, len(weights)]
+    return {k: v / total for k, v in scaled.items()}
+
+
 def _topk_to_scores(preds: Iterable[Mapping]) -> dict[str, float]:
     """Text contract ``[{"label", "score"}, ...]`` -> {label: score}."""
     return {str(p["label"]): float(p["score"]) for p in preds}
@@ -82,9 +102,7 @@ def fuse(face_scores: Mapping[str, float] | None, text_preds: Iterable[Mapping] 
     ``text_preds`` is one text's prediction list (``[{"label", "score"}]``) or a {label: score} mapping.
     Raises ValueError when the weights are invalid or neither side has anything to fuse.
     """
-    for name, w in (("face_weight", face_weight), ("text_weight", text_weight)):
-        if not (w >= 0) or w == float("inf"):
-            raise ValueError(f"{name} must be a finite number >= 0, got {w}")
+    normalize_weights({"face_weight": face_weight, "text_weight": text_weight})  # validates both
     parts: list[tuple[str, float, dict[str, float]]] = []
     unmapped: dict[str, dict[str, float]] = {}
     inputs: dict[str, dict[str, float] | None] = {"face": None, "text": None}
@@ -105,16 +123,18 @@ def fuse(face_scores: Mapping[str, float] | None, text_preds: Iterable[Mapping] 
             parts.append(("text", float(text_weight), dist))
     if not parts:
         raise ValueError("nothing to fuse: no face was found and no text was given")
-    total_w = sum(w for _, w, _ in parts)
-    if total_w <= 0:
-        raise ValueError(f"the weights of the available inputs ({', '.join(n for n, _, _ in parts)}) are all 0")
-    fused = {k: sum(w * d[k] for _, w, d in parts) / total_w for k in SHARED_LABELS}
+    try:
+        weights = normalize_weights({n: w for n, w, _ in parts})
+    except ValueError:
+        raise ValueError(f"the weights of the available inputs ({', '.join(n for n, _, _ in parts)}) are all 0"
+                         ) from None
+    fused = {k: sum(weights[n] * d[k] for n, _, d in parts) for k in SHARED_LABELS}
     label = max(fused, key=fused.get)
     return {
         "label": label,
         "scores": fused,
         "labels": list(SHARED_LABELS),
-        "weights": {n: w / total_w for n, w, _ in parts},
+        "weights": weights,
         "inputs": inputs,
         "unmapped": unmapped,
     }

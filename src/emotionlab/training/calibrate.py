@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 from sklearn.metrics import f1_score
 
-from .engine import tta_views, to_input
+from ..models.classifier import softmax, to_input, tta_views
 
 
 def view_logits(model: nn.Module, images_u8: np.ndarray, pre, tta: str = "flip", batch_size: int = 256) -> np.ndarray:
@@ -29,9 +29,8 @@ def view_logits(model: nn.Module, images_u8: np.ndarray, pre, tta: str = "flip",
 
 
 def _predict(logits: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    z = logits + bias
-    e = np.exp(z - z.max(-1, keepdims=True))
-    return (e / e.sum(-1, keepdims=True)).mean(0).argmax(1)  # the pipeline's TTA: mean of view probabilities
+    # the pipeline's TTA: mean of view probabilities; float64 so that near ties resolve as the sweep recorded them
+    return softmax(logits + bias, axis=-1, dtype=np.float64).mean(0).argmax(1)
 
 
 def _metric(pred: np.ndarray, y: np.ndarray, n_classes: int, metric: str) -> float:

@@ -12,7 +12,7 @@ from .augment import AugmentConfig
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "onecycle", "step", "plateau", "none")
 SELECT_METRICS = ("accuracy", "macro_f1")  # validation metrics a run can be selected on
-TEACHER_TTA = ("flip", "ten")  # test-time views of a distillation teacher (training.engine.tta_views)
+TEACHER_TTA = ("flip", "ten")  # test-time views of a distillation teacher (models.classifier.tta_views)
 _TYPES = {"int": int, "float": float, "bool": bool, "str": str, "list": list, "dict": dict}
 
 

@@ -24,6 +24,7 @@ from torch import nn
 from ..data.labels import get_label_set
 from ..data.preprocess import PreprocessConfig
 from ..models import count_mflops, count_params, create_model
+from ..models.classifier import FaceClassifier, softmax, to_input, tta_views  # noqa: F401  (tta_views: re-exported)
 from .augment import augment_batch, mix_batch
 from .checkpoint import load_checkpoint, save_checkpoint, save_weights, write_json
 from .config import OPTIMIZERS, SCHEDULES, TrainConfig
@@ -80,11 +81,6 @@ def choose_bf16(model: nn.Module, x: torch.Tensor, num_classes: int, device: tor
                     best[mode] = min(best[mode], time.perf_counter() - t)
     speed = {"fp32_img_s": len(x) / best[False], "bf16_img_s": len(x) / best[True]}
     return best[False] / best[True] >= margin, speed
-
-
-def to_input(u8: torch.Tensor, pre: PreprocessConfig, channels_last: bool = False) -> torch.Tensor:
-    x = u8.float().unsqueeze(1).mul_(1.0 / 255.0).sub_(pre.mean).mul_(1.0 / pre.std)
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
 def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
@@ -233,38 +229,13 @@ def train_one_epoch(model, opt, sched, sched_unit, images: torch.Tensor, targets
             "seconds": el}
 
 
-def tta_views(x: torch.Tensor, mode: str) -> list[torch.Tensor]:
-    """Test-time views: 'flip' (2 views) or 'ten' (5 shifts x flip)."""
-    if mode in ("", "none", None, False):
-        return [x]
-    views = [x, x.flip(-1)]
-    if mode == "ten":
-        n, c, h, w = x.shape
-        for dx, dy in ((-2, -2), (2, -2), (-2, 2), (2, 2)):
-            theta = torch.tensor([[1.0, 0, 2 * dx / w], [0, 1.0, 2 * dy / h]], dtype=x.dtype).expand(n, 2, 3)
-            grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
-            v = F.grid_sample(x, grid, padding_mode="border", align_corners=False)
-            views += [v, v.flip(-1)]
-    return views
-
-
-@torch.no_grad()
 def predict_proba(model: nn.Module, images_u8: np.ndarray | torch.Tensor, pre: PreprocessConfig,
                   batch_size: int = 256, tta: str = "none", device=None, bf16: bool = False) -> np.ndarray:
-    """Class probabilities for uint8 face crops (N,S,S) already at the model's size."""
-    device = device or next(model.parameters()).device
-    model.eval()
-    imgs = torch.as_tensor(np.asarray(images_u8)) if not isinstance(images_u8, torch.Tensor) else images_u8
-    out = []
-    for i in range(0, len(imgs), batch_size):
-        x = to_input(imgs[i:i + batch_size].to(device), pre)
-        probs = 0
-        views = tta_views(x, tta)
-        for v in views:
-            with autocast_ctx(device, bf16):
-                probs = probs + F.softmax(model(v).float(), 1)
-        out.append((probs / len(views)).cpu())
-    return torch.cat(out).numpy() if out else np.zeros((0, getattr(model, "num_classes", 7)), np.float32)
+    """Class probabilities for uint8 face crops (N,S,S) already at the model's size, of a bare PyTorch module
+    (a model in training, a teacher): the core's path (``models.classifier.FaceClassifier``), so validation
+    scores exactly what ``evaluate`` and the pipeline compute."""
+    return FaceClassifier.from_module(model, pre, device=device, tta=tta, bf16=bf16).predict_proba(images_u8,
+                                                                                                  batch_size)
 
 
 def evaluate(model, images_u8, labels, label_names, pre: PreprocessConfig, tta: str = "none",
@@ -290,8 +261,7 @@ def soften(probs: np.ndarray, temperature: float) -> np.ndarray:
     if temperature == 1.0:
         return probs
     logp = np.log(np.clip(probs, 1e-12, 1.0)) / temperature
-    e = np.exp(logp - logp.max(1, keepdims=True))
-    return e / e.sum(1, keepdims=True)
+    return softmax(logp, axis=1, dtype=logp.dtype)
 
 
 def teacher_targets(cfg: TrainConfig, train, labels: list[str], in_size: int, device, out: Path,
@@ -393,7 +363,9 @@ def load_training_data(cfg: TrainConfig, in_size: int):
     from ..data.utkface import is_utkface, load_utkface
 
     if is_utkface(cfg.data):  # UTKFace gender: its own group-aware split (see data/utkface.py)
-        u = load_utkface(cfg.data, size=in_size, seed=cfg.seed, skip_bad=cfg.skip_bad)
+        from ..inference.detectors import utkface_detector
+
+        u = load_utkface(cfg.data, size=in_size, seed=cfg.seed, skip_bad=cfg.skip_bad, detector=utkface_detector())
         ds, train, val = u.face_dataset("all"), u.face_dataset("train"), u.face_dataset("val")
         if cfg.max_train and len(train) > cfg.max_train:
             rng = np.random.default_rng(cfg.seed)

@@ -9,10 +9,9 @@ from rich.markup import escape
 
 from ..data.errors import DataError
 from ..data.ferplus import wants_ferplus_labels
-from ..data.folders import read_image, scan_folder
+from ..data.folders import scan_folder
 from ..data.labels import get_label_set
-from .engine import predict_proba
-from .metrics import classification_metrics, plot_confusion
+from .metrics import classification_metrics, plot_confusion, summary_table
 
 
 def _map_predictions(probs: np.ndarray, model_labels: list[str], data_labels: list[str]) -> np.ndarray:
@@ -26,18 +25,6 @@ def _map_predictions(probs: np.ndarray, model_labels: list[str], data_labels: li
     return np.asarray([data_labels.index(model_labels[i]) for i in best])
 
 
-def summary_table(res: dict, title: str):
-    from rich.table import Table
-
-    t = Table(title=title)
-    for c in ("class", "precision", "recall", "f1", "support"):
-        t.add_column(c, justify="left" if c == "class" else "right")
-    for lab, m in res["per_class"].items():
-        t.add_row(lab, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", str(m["support"]))
-    t.add_row("[bold]overall", "", f"acc {res['accuracy']:.4f}", f"macro {res['macro_f1']:.4f}", str(res["n"]))
-    return t
-
-
 def _detect_eval(loaded, model_ref: str, data: Path, split: str, ignore_unknown: bool):
     """Folders of photos: largest detected face per image through the inference pipeline."""
     from ..inference import FaceEmotionRecognizer
@@ -49,16 +36,16 @@ def _detect_eval(loaded, model_ref: str, data: Path, split: str, ignore_unknown:
         items = [it for it in items if it[2] == want]
     rec = FaceEmotionRecognizer(model=model_ref)
     y_true, probs, errors = [], [], []
-    for path, y, _ in items:
-        try:
-            faces = rec.predict(read_image(path))
-        except DataError as e:
-            errors.append({"path": str(path), "error": str(e)})
+    # the library's streaming path: decode guard, batched classification, bounded memory
+    for r in rec.predict_iter(((str(p), p) for p, _, _ in items), batch=16):
+        path, y, _ = items[r.index]
+        if not r.ok:
+            errors.append({"path": str(path), "error": r.detail})
             continue
-        if not faces:
+        if not r.faces:
             errors.append({"path": str(path), "error": "no face detected"})
             continue
-        f = max(faces, key=lambda f: f.box[2] * f.box[3])
+        f = max(r.faces, key=lambda f: f.box[2] * f.box[3])
         probs.append([f.scores[lab] for lab in rec.labels])
         y_true.append(y)
     return np.asarray(y_true, np.int64), np.asarray(probs, np.float32).reshape(-1, len(rec.labels)), list(ls.labels), errors
@@ -116,14 +103,18 @@ def scored_split(loaded, data: str | Path, split: str, ferplus: Path | None = No
 def run_evaluation(model: str, data: str | Path, split: str = "PrivateTest", tta: str = "none", detect: bool = False,
                    occlude: str | None = None, out: Path | None = None, batch_size: int = 256,
                    skip_bad: bool = False, ignore_unknown: bool = False, quiet: bool = False,
-                   ferplus: Path | None = None, backend: str = "auto") -> dict:
+                   ferplus: Path | None = None, backend: str = "auto", console=None) -> dict:
     """``backend``: ``auto`` scores a model with a shipped int8 graph through ONNX Runtime (as the pipeline runs
-    it) and any other model with PyTorch (their ONNX export agrees to 1e-3); ``onnx`` / ``torch`` force one."""
-    from ..cli.common import console
+    it) and any other model with PyTorch (their ONNX export agrees to 1e-3); ``onnx`` / ``torch`` force one.
+    ``console``: a Rich console for the tables (default: a new one on stderr)."""
     from ..models.hub import load_model
 
     if backend not in ("auto", "onnx", "torch"):
         raise ValueError(f"unknown backend {backend!r}; use auto, onnx or torch")
+    if console is None:
+        from rich.console import Console
+
+        console = Console(stderr=True)
     loaded = load_model(model)
     use_onnx = backend == "onnx" or (backend == "auto" and bool(loaded.card.get("onnx_graph")))
     data = Path(data)
@@ -148,12 +139,13 @@ def run_evaluation(model: str, data: str | Path, split: str = "PrivateTest", tta
     else:
         part, relabel = scored_split(loaded, data, split, ferplus, skip_bad, ignore_unknown)
         images, y_true, data_labels = part.images, part.labels, list(part.label_set.labels)
-        if use_onnx:
-            from ..inference.onnx_export import onnx_predict_proba
+        import torch
 
-            probs = onnx_predict_proba(loaded, images, batch_size, tta)
-        else:
-            probs = predict_proba(loaded.model, images, loaded.preprocess, batch_size, tta)
+        from ..models.classifier import FaceClassifier
+
+        clf = FaceClassifier(loaded, backend="onnx" if use_onnx else "torch", threads=torch.get_num_threads(),
+                             tta=tta)
+        probs = clf.predict_proba(images, batch_size)
     elapsed = time.perf_counter() - t0
     y_pred = _map_predictions(probs, loaded.labels, data_labels) if len(probs) else np.zeros(0, np.int64)
     res = classification_metrics(y_true, y_pred, data_labels)

@@ -102,7 +102,8 @@ def evaluate_utkface(loaded, data: str | Path, split: str = "test", tta: str = "
     """Gender accuracy of ``loaded`` on a UTKFace split, with the group report (see :func:`group_report`)."""
     from ..data.errors import DataError
     from ..data.utkface import load_utkface
-    from .engine import predict_proba
+    from ..inference.detectors import utkface_detector
+    from ..models.classifier import FaceClassifier
 
     if list(loaded.labels) != list(GENDERS):
         raise DataError(data, f"UTKFace is scored for apparent gender {list(GENDERS)}; model {loaded.name} "
@@ -112,11 +113,11 @@ def evaluate_utkface(loaded, data: str | Path, split: str = "test", tta: str = "
     crop = (tr.get("crop") or {}).get("mode", "detect")
     u = load_utkface(data, size=loaded.preprocess.size, crop=crop, seed=int(sp.get("seed", 0)),
                      val_frac=float(sp.get("val_frac", 0.1)), test_frac=float(sp.get("test_frac", 0.2)),
-                     skip_bad=skip_bad)
+                     skip_bad=skip_bad, detector=utkface_detector() if crop == "detect" else None)
     split = "test" if split in (None, "PrivateTest", "privatetest") else split
     m = u.mask(split)
     t0 = time.perf_counter()
-    probs = predict_proba(loaded.model, u.images[m], loaded.preprocess, batch_size, tta)
+    probs = FaceClassifier(loaded, backend="torch", tta=tta).predict_proba(u.images[m], batch_size)
     elapsed = time.perf_counter() - t0
     y_true, y_pred = u.gender[m], probs.argmax(1)
     res = classification_metrics(y_true, y_pred, list(GENDERS))
@@ -134,7 +135,7 @@ def evaluate_utkface(loaded, data: str | Path, split: str = "test", tta: str = "
         console.print("[yellow]warning: this test split differs from the one in the model card "
                       "(data changed?); the numbers are not on the model's held-out split[/]")
     if not quiet and console is not None:
-        from .evaluation import summary_table
+        from .metrics import summary_table
 
         console.print(summary_table(res, f"{loaded.name} on UTKFace, split {split}, tta={tta}"))
         console.print(group_table(res, "accuracy by group (Wilson 95% intervals)"))

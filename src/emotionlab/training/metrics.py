@@ -47,3 +47,16 @@ def plot_confusion(cm: list[list[int]], labels: list[str], path, title: str = ""
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def summary_table(res: dict, title: str):
+    """The per-class table of :func:`classification_metrics` output, for the terminal."""
+    from rich.table import Table
+
+    t = Table(title=title)
+    for c in ("class", "precision", "recall", "f1", "support"):
+        t.add_column(c, justify="left" if c == "class" else "right")
+    for lab, m in res["per_class"].items():
+        t.add_row(lab, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", str(m["support"]))
+    t.add_row("[bold]overall", "", f"acc {res['accuracy']:.4f}", f"macro {res['macro_f1']:.4f}", str(res["n"]))
+    return t

@@ -9,6 +9,13 @@ from .config import TrainConfig
 from .engine import evaluate, fit, history_summary
 
 
+def _stderr_console():
+    """Progress goes to stderr, where the CLI's own console writes (library code never imports ``cli``)."""
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
 def _config(model: str, data: Path, config: Path | None, **over) -> TrainConfig:
     over = {k: v for k, v in over.items() if v is not None}
     if config:
@@ -23,14 +30,15 @@ def _mean_std(values: list[float]) -> dict:
 
 def cross_validate(model: str, data: Path, folds: int = 5, config: Path | None = None, epochs: int | None = None,
                    out: Path = Path("runs/cv"), max_train: int | None = None, seed: int = 0,
-                   batch_size: int | None = None) -> dict:
-    """k models on stratified folds of the training part; mean ± std of every metric, per class too."""
-    from ..cli.common import console
+                   batch_size: int | None = None, console=None) -> dict:
+    """k models on stratified folds of the training part; mean ± std of every metric, per class too.
+    ``console``: Rich console for progress (default: a new one on stderr)."""
     from ..data.ferplus import with_ferplus
     from ..data.loader import load_dataset, train_val_test
     from ..data.split import kfold_indices
     from ..models.hub import load_model
 
+    console = console or _stderr_console()
     cfg = _config(model, data, config, epochs=epochs, seed=seed, batch_size=batch_size)
     from ..models import create_model
 
@@ -72,16 +80,18 @@ def _run_summary(run: Path) -> dict:
 
 
 def input_size_study(model: str, data: Path, sizes: list[int], epochs: int, config: Path | None, out: Path,
-                     max_train: int | None = None, from_runs: Path | None = None) -> dict:
+                     max_train: int | None = None, from_runs: Path | None = None, console=None) -> dict:
     """Train the same architecture at several input sizes: parameters, accuracy, seconds per epoch.
 
     ``from_runs``: score runs trained elsewhere instead (``DIR/<model>-<size>``, e.g. a lent GPU's runs brought
     back by tools/device_train.py, whose data pack leaves PrivateTest here): the table then carries that
     machine's seconds per epoch and hardware, and the test accuracy measured here.
+    ``console``: Rich console for progress (default: a new one on stderr).
     """
-    from ..cli.common import console
     from ..data.loader import eval_split, load_dataset
     from ..models.hub import load_model
+
+    console = console or _stderr_console()
 
     rows = []
     for size in sizes:

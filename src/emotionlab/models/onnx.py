@@ -1,8 +1,10 @@
-"""ONNX export of emotion models (dynamic batch, opset 17), checked against PyTorch, plus a hash-keyed cache.
+"""ONNX export of emotion models (dynamic batch, opset 17), checked against PyTorch, plus a hash-keyed cache,
+and the one builder of ONNX Runtime sessions (``ort_session``).
 
 ONNX Runtime is the default CPU backend of the face pipeline: the loaded model is exported once to the user
 cache (``emotionlab.data.cache.cache_dir()/onnx``), keyed by the weights' content hash, so retraining or a new
-shipped model never reuses a stale graph.
+shipped model never reuses a stale graph. It lives in the models layer so that ``models.classifier`` (and so
+evaluation, explain, calibration) can run the served graph without importing ``inference``.
 """
 from __future__ import annotations
 
@@ -17,6 +19,21 @@ import numpy as np
 import torch
 
 OPSET = 17
+
+
+def ort_session(path: str | os.PathLike, threads: int = 1):
+    """An ONNX Runtime CPU session on ``threads`` intra-op threads (0: ONNX Runtime's default, one per core).
+
+    Why one builder: the pipeline runs one session per worker, and a worker must use the threads it was given,
+    not every core (``inter_op`` stays 1: these graphs are a single chain of ops)."""
+    import onnxruntime as ort
+
+    if int(threads) < 0:
+        raise ValueError(f"threads must be >= 0 (0: ONNX Runtime's default), got {threads}")
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = int(threads)
+    so.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
 def _export_module(model: torch.nn.Module, in_chans: int, in_size: int, path: Path) -> None:
@@ -35,13 +52,11 @@ def _export_module(model: torch.nn.Module, in_chans: int, in_size: int, path: Pa
 def verify_onnx(model: torch.nn.Module, path: Path, in_chans: int, in_size: int, batch: int = 3,
                 seed: int = 0) -> float:
     """Max |ONNX - PyTorch| on random input (a batch size unlike the export's, to prove the batch is dynamic)."""
-    import onnxruntime as ort
-
     x = torch.from_numpy(np.random.default_rng(seed).standard_normal((batch, in_chans, in_size, in_size),
                                                                      dtype=np.float32))
     with torch.inference_mode():
         ref = model.eval()(x).float().numpy()
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    sess = ort_session(path, threads=0)
     got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
     if got.shape != ref.shape:
         raise RuntimeError(f"{path}: ONNX output shape {got.shape} != PyTorch {ref.shape}")
@@ -127,29 +142,6 @@ def shipped_graph(lm) -> Path | None:
                          f"({str(g['sha256'])[:16]}...): the graph was changed or damaged; re-run "
                          "`emotionlab models quantize`")
     return path
-
-
-def onnx_predict_proba(lm, images_u8: np.ndarray, batch_size: int = 256, tta: str = "none",
-                       threads: int | None = None) -> np.ndarray:
-    """Class probabilities from the graph the CPU pipeline runs (``cached_model_onnx``), same views as
-    ``engine.predict_proba``: so ``evaluate`` scores an int8 model as it is served."""
-    import onnxruntime as ort
-
-    from ..training.engine import to_input, tta_views
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = int(threads or torch.get_num_threads())
-    so.inter_op_num_threads = 1
-    sess = ort.InferenceSession(str(cached_model_onnx(lm)), so, providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
-    out = []
-    for i in range(0, len(images_u8), batch_size):
-        x = to_input(torch.as_tensor(np.asarray(images_u8[i:i + batch_size])), lm.preprocess)
-        views = tta_views(x, tta)
-        p = sum(torch.softmax(torch.from_numpy(sess.run(None, {name: v.contiguous().numpy()})[0]).float(), 1)
-                for v in views) / len(views)
-        out.append(p.numpy())
-    return np.concatenate(out) if out else np.zeros((0, len(lm.labels)), np.float32)
 
 
 def cached_model_onnx(lm) -> Path:
