@@ -54,6 +54,9 @@ HOST = "127.0.0.1"
 MB = 1024 * 1024
 
 TIME_TARGET_S = 1.0  # hostile case answered / normal photo answered right after
+# Photos under every cap are not hostile: a 36 MP JPEG costs what 36 MP cost (its target is the cap, not 1 s).
+# What the scan cap bounds is the *extra* work of a file at the limit: at most 2x the reference encoding.
+RELATIVE_TARGETS = {"JPEG 64 scans (at the limit), 6000x6000": ("JPEG 10 scans (reference), 6000x6000", 2.0)}
 RSS_TARGET_MB = 300.0
 
 
@@ -73,6 +76,8 @@ class Row:
     photo_after_s: float | None = None
     photo_after_status: str = ""
     health_after: str = ""
+    log_tracebacks: int | None = None  # tracebacks the server logged during the case (and its check)
+    base_s: float = 0.0  # CLI: the normal photo's run (start-up + model load), not counted against the target
     ok_status: bool = False
     ok_time: bool = False
     ok_rss: bool = False
@@ -359,6 +364,9 @@ class Server:
         self.log.flush()
         return Path(self.log.name).read_text(errors="replace")
 
+    def tracebacks(self) -> int:
+        return self.log_text().count("Traceback (most recent call last)")
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -409,8 +417,9 @@ def settle(port: int, limit_s: float = 15.0) -> None:
         time.sleep(0.1)
 
 
-def check_after(server: Server, row: Row) -> None:
-    """The normal photo right after the case, then /health; fills the photo and health columns."""
+def check_after(server: Server, row: Row, tracebacks_before: int) -> None:
+    """The normal photo right after the case, then /health; fills the photo and health columns, and counts
+    the tracebacks the server logged since the case began."""
     photo = post_image(server.port, photo_bytes(), timeout=60)
     row.photo_after_s, row.photo_after_status = photo.seconds, photo.label
     row.ok_photo = photo.status == 200 and photo.seconds <= TIME_TARGET_S
@@ -420,6 +429,10 @@ def check_after(server: Server, row: Row) -> None:
     # truthful: "ok" exactly when no worker is stuck, and an "ok" server does serve the photo promptly
     row.ok_health = (h.status == 200 and (status == "ok") == (stuck == 0)
                      and not (status == "ok" and not row.ok_photo))
+    time.sleep(0.2)  # let the server's log catch up
+    row.log_tracebacks = server.tracebacks() - tracebacks_before
+    if row.log_tracebacks:
+        row.notes.append(f"server log: {row.log_tracebacks} traceback(s)")
 
 
 def judge_status(row: Row, code: int) -> None:
@@ -436,6 +449,7 @@ def server_case(server: Server, case: str, expect: str, run: Callable[[], tuple[
     """Run one case: ``run`` returns (status code, status label, detail); RSS is sampled around it."""
     settle(server.port)
     row = Row("server", case, expect, time_target_s=time_target_s)
+    tracebacks = server.tracebacks()
     with RssSampler(server) as rss:
         t0 = time.perf_counter()
         code, label, detail = run()
@@ -444,7 +458,7 @@ def server_case(server: Server, case: str, expect: str, run: Callable[[], tuple[
     judge_status(row, code)
     row.ok_time = time_target_s is None or row.took_s <= time_target_s
     row.ok_rss = row.rss_growth_mb <= RSS_TARGET_MB
-    check_after(server, row)
+    check_after(server, row, tracebacks)
     return row
 
 
@@ -540,9 +554,10 @@ def websocket_case(server: Server, case: str, origin: str, message: str | bytes,
             try:
                 ws.send(message)
                 first = json.loads(ws.recv(timeout=30))
-            except ConnectionClosed as e:
+            except ConnectionClosed as e:  # a refusal can close the stream before our frame is sent
                 code = e.rcvd.code if e.rcvd else 0
-                return code, f"closed {code}", ""
+                reason = e.rcvd.reason if e.rcvd else ""
+                return (403 if code == 1008 else 500), f"closed {code}", reason
             if "error" not in first:
                 what = "ok" if isinstance(message, str) else f"{len(first.get('faces', []))} face(s)"
                 return 200, f"200 {what}", f"frame {first.get('frame')}, {first.get('took_ms')} ms"
@@ -564,32 +579,40 @@ def websocket_case(server: Server, case: str, origin: str, message: str | bytes,
 
 
 # ---------------------------------------------------------------------------------- slow connections
+SLOW_BODY_HEAD = b"POST /v1/faces HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"
+
+
 @dataclass
 class SlowResult:
     opened: int
-    answers: Counter
-    close_times: list[float]
+    answers: Counter  # first response line (or "closed, no response") -> count
+    close_times: list[float]  # seconds from each connection's opening to its close by the server
     still_open: int
-    during: Reply | None
+    during: Reply | None  # the normal photo sent while they were open
     fds_peak: int
 
 
-def open_slow(port: int, n: int, payload: bytes) -> list[socket.socket]:
-    socks = []
+def open_slow(port: int, n: int, payload: bytes, pace_s: float) -> dict[socket.socket, float]:
+    """N connections that send ``payload`` and stop; paced, as an attacker keeping slots would (a burst of
+    connections is mostly answered 503 by uvicorn's cap before their requests are even read)."""
+    socks: dict[socket.socket, float] = {}
     for _ in range(n):
         try:
             s = socket.create_connection((HOST, port), timeout=2)
             s.sendall(payload)
             s.setblocking(False)
-            socks.append(s)
+            socks[s] = time.perf_counter()
         except OSError:
             pass
+        time.sleep(pace_s)
     return socks
 
 
-def watch_slow(server: Server, socks: list[socket.socket], limit_s: float, probe_at_s: float) -> SlowResult:
+def watch_slow(server: Server, socks: dict[socket.socket, float], limit_s: float, probe_at_s: float,
+               trickle_every_s: float | None) -> SlowResult:
     """Until every socket is closed by the server (or ``limit_s``): when each closed and what it was told.
-    At ``probe_at_s`` a normal photo is sent from a thread, to see what a real client gets meanwhile."""
+    ``trickle_every_s``: send one more body byte on every open socket this often. At ``probe_at_s`` a normal
+    photo is sent from a thread, to see what a real client gets meanwhile."""
     sel = selectors.DefaultSelector()
     for s in socks:
         sel.register(s, selectors.EVENT_READ)
@@ -603,11 +626,18 @@ def watch_slow(server: Server, socks: list[socket.socket], limit_s: float, probe
         during.append(post_image(server.port, photo_bytes(), 30))
 
     prober = threading.Thread(target=probe)
-    t0 = time.perf_counter()
+    t0 = next_trickle = time.perf_counter()
     prober.start()
     fds_peak = server.open_fds()
-    open_count = len(socks)
-    while open_count and time.perf_counter() - t0 < limit_s:
+    open_socks = set(socks)
+    while open_socks and time.perf_counter() - t0 < limit_s:
+        if trickle_every_s is not None and time.perf_counter() >= next_trickle:
+            next_trickle += trickle_every_s
+            for s in list(open_socks):
+                try:
+                    s.send(b"\x00")
+                except OSError:
+                    pass
         for key, _ in sel.select(timeout=0.2):
             s: socket.socket = key.fileobj  # type: ignore[assignment]
             try:
@@ -620,41 +650,90 @@ def watch_slow(server: Server, socks: list[socket.socket], limit_s: float, probe
                 first_line.setdefault(s, data.split(b"\r\n", 1)[0].decode(errors="replace"))
                 continue
             sel.unregister(s)
-            open_count -= 1
-            close_times.append(time.perf_counter() - t0)
+            open_socks.discard(s)
+            close_times.append(time.perf_counter() - socks[s])
             answers[first_line.get(s, "closed, no response")] += 1
         fds_peak = max(fds_peak, server.open_fds())
     prober.join(60)
     sel.close()
     for s in socks:
         s.close()
-    return SlowResult(len(socks), answers, close_times, open_count, during[0] if during else None, fds_peak)
+    return SlowResult(len(socks), answers, close_times, len(open_socks), during[0] if during else None, fds_peak)
 
 
-def slow_case(server: Server, case: str, n: int, payload: bytes, deadline_s: float) -> Row:
-    """N connections that stop mid-request; the server must close them all by its deadline (+1 s)."""
+def slow_case(server: Server, case: str, n: int, payload: bytes, deadline_s: float,
+              trickle_every_s: float | None = None, watch_s: float | None = None) -> Row:
+    """N connections that stop (or trickle) mid-request; the server must close each within its deadline + 1 s."""
     settle(server.port)
-    row = Row("server", case, f"all closed by {deadline_s:g} s", time_target_s=deadline_s + 1.0)
-    fds_before = server.open_fds()
+    row = Row("server", case, f"each closed within {deadline_s:g} s", time_target_s=deadline_s + 1.0)
+    fds_before, tracebacks = server.open_fds(), server.tracebacks()
     with RssSampler(server, every_s=0.1) as rss:
-        socks = open_slow(server.port, n, payload)
-        res = watch_slow(server, socks, limit_s=deadline_s + 8.0, probe_at_s=2.0)
+        socks = open_slow(server.port, n, payload, pace_s=0.003)
+        probe_at = 2.0 if trickle_every_s is None else deadline_s + 3.0
+        res = watch_slow(server, socks, watch_s or deadline_s + 8.0, probe_at, trickle_every_s)
     row.rss_growth_mb = rss.growth_mb
     closed = len(res.close_times)
     row.took_s = max(res.close_times) if res.close_times and not res.still_open else None
-    answers = ", ".join(f"{k} x{v}" for k, v in res.answers.most_common())
-    times = (f"closed at {min(res.close_times):.1f}..{max(res.close_times):.1f} s "
+    answers = ", ".join(f"{k.removeprefix('HTTP/1.1 ')} x{v}" for k, v in res.answers.most_common())
+    times = (f"closed {min(res.close_times):.1f}..{max(res.close_times):.1f} s after opening "
              f"(median {statistics.median(res.close_times):.1f})" if res.close_times else "none closed")
-    during = res.during
     row.status = f"{closed}/{res.opened} closed by the server"
-    row.detail = short(f"{answers}; {times}; server fds {fds_before} -> peak {res.fds_peak}", 200)
-    if during is not None:
-        row.notes.append(f"normal photo at t=2 s: {during.label} in {during.seconds:.3f} s")
+    if res.still_open:
+        row.status += f", {res.still_open} still open after {watch_s or deadline_s + 8:g} s"
+    row.detail = short(f"{answers}; {times}; server fds {fds_before} -> peak {res.fds_peak}", 220)
+    if res.during is not None:
+        row.notes.append(f"normal photo at t={probe_at:g} s: {res.during.label} in {res.during.seconds:.3f} s")
     row.ok_status = res.opened == n and res.still_open == 0
     row.ok_time = row.took_s is not None and row.took_s <= (row.time_target_s or 0)
     row.ok_rss = row.rss_growth_mb <= RSS_TARGET_MB
-    check_after(server, row)
+    check_after(server, row, tracebacks)
     return row
+
+
+def disconnect_case(server: Server, case: str, n: int) -> Row:
+    """N clients that send the head and 10 B of a body, then close: a client going away mid-upload is
+    routine and must not put a traceback in the log."""
+
+    def run() -> tuple[int, str, str]:
+        before = server.tracebacks()
+        socks = open_slow(server.port, n, SLOW_BODY_HEAD + b"\xff\xd8\xff" + b"\x00" * 7, pace_s=0.003)
+        time.sleep(0.3)  # the server has read the head and waits for the body
+        for s in socks:
+            s.close()
+        time.sleep(1.0)
+        logged = server.tracebacks() - before
+        return (200 if logged == 0 else 500), f"{logged} traceback(s) logged", f"{len(socks)} clients closed"
+
+    row = server_case(server, case, "200", run, time_target_s=None)
+    row.expect = "no traceback logged"
+    return row
+
+
+# ---------------------------------------------------------------------------------- oversized body
+def oversized_case(server: Server, case: str, size: int, send_all: bool) -> Row:
+    """Content-Length over ``max_body``. A careful client sends the head and a first chunk, then reads the
+    answer; a naive one (``send_all``) writes the whole body first, as ``requests`` or ``http.client`` do."""
+
+    def run() -> tuple[int, str, str]:
+        if send_all:
+            r = post_image(server.port, b"\xff\xd8\xff" + b"\x00" * (size - 3))
+            return r.status, r.label, reply_detail(r)
+        with socket.create_connection((HOST, server.port), timeout=5) as s:
+            s.sendall(f"POST /v1/faces HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\n\r\n".encode()
+                      + b"\xff\xd8\xff" + b"\x00" * 65533)
+            raw = b""
+            while b"\r\n\r\n" not in raw or not raw.rstrip().endswith(b"}"):
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                raw += chunk
+        head, _, body = raw.partition(b"\r\n\r\n")
+        code = int(head.split()[1]) if head.startswith(b"HTTP/") else 0
+        parsed = json.loads(body) if body.strip().startswith(b"{") else {}
+        label = f"{code} {parsed.get('error')}" if parsed.get("error") else str(code)
+        return code, label, str(parsed.get("detail", ""))
+
+    return server_case(server, case, "4xx", run)
 
 
 # ==================================================================================== the CLI
@@ -689,8 +768,9 @@ def error_line(stderr: str) -> str:
 def cli_cases(files: dict[str, tuple[bytes, str, str]], workdir: Path) -> list[Row]:
     """Each hostile file through the CLI, one process each; time and peak RSS are compared with the same
     command on the normal photo (the CLI's start-up, ~3 s here, is in both)."""
-    _, _, base_s, base_rss = run_cli(PHOTO)
-    rows = [Row("cli", "normal photo (baseline: start-up + model load)", "exit 0", "exit 0",
+    base = [run_cli(PHOTO) for _ in range(3)]  # the median of 3: start-up time varies by ~0.5 s here
+    base_s, base_rss = sorted(b[2] for b in base)[1], max(b[3] for b in base)
+    rows = [Row("cli", "normal photo (baseline: start-up + model load, median of 3)", "exit 0", "exit 0",
                 f"peak RSS {base_rss:.0f} MB", base_s, None, 0.0, ok_status=True, ok_time=True, ok_rss=True)]
     for i, (case, (data, name, expect)) in enumerate(files.items()):
         path = workdir / f"{i:02d}-{name}"
@@ -698,7 +778,8 @@ def cli_cases(files: dict[str, tuple[bytes, str, str]], workdir: Path) -> list[R
         code, err, took, rss = run_cli(path)
         want = {"4xx": "exit 1", "200": "exit 0", "any": "exit 0 or 1"}[expect]
         line = error_line(err).replace(f"{workdir}/", "")
-        row = Row("cli", case, want, f"exit {code}", short(line, 150), took, TIME_TARGET_S, rss - base_rss)
+        row = Row("cli", case, want, f"exit {code}", short(line, 150), took, TIME_TARGET_S, rss - base_rss,
+                  base_s=base_s)
         row.ok_status = (code in (0, 1) if expect == "any" else code == (1 if expect == "4xx" else 0)) \
             and "Traceback" not in err
         row.ok_time = took - base_s <= TIME_TARGET_S
@@ -731,7 +812,8 @@ def server_plan(server: Server, files: dict[str, tuple[bytes, str, str]], slow_n
         max_batch_pixels, settings["timeout_s"])
     add(f"batch {max_images + 1} parts (over max_images)", batch_case, [part] * (max_images + 1), "4xx",
         max_batch_pixels, TIME_TARGET_S)
-    add("body over max_body (11 MB)", upload_case, b"\xff\xd8\xff" + b"\x00" * (11 * MB), "4xx")
+    add("body over max_body (11 MB), client reads after the head", oversized_case, 11 * MB, False)
+    add("body over max_body (11 MB), client writes it all first", oversized_case, 11 * MB, True)
 
     for fw, tw, expect in (("nan", "1", "4xx"), ("inf", "1", "4xx"), ("-1", "1", "4xx"),
                            ("1e308", "1e308", "200"), ("5e-324", "1e-323", "200")):
@@ -742,14 +824,15 @@ def server_plan(server: Server, files: dict[str, tuple[bytes, str, str]], slow_n
     add('WS own origin, control {"debug": "false"}', websocket_case, own, '{"debug": "false"}', "4xx")
     add("WS own origin, a photo frame", websocket_case, own, photo_bytes(), "200")
 
-    slow_head = b"POST /v1/faces HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n\xff\xd8\xff" + b"\x00" * 7
+    slow_body = SLOW_BODY_HEAD + b"\xff\xd8\xff" + b"\x00" * 7
+    body_s, head_s = settings["body_timeout_s"], settings["header_timeout_s"]
     under = max(1, settings["max_connections"] - 56)
-    add(f"{slow_n} connections: headers, 10 B of a 100 KB body, then nothing", slow_case, slow_n, slow_head,
-        settings["body_timeout_s"])
-    add(f"{under} such connections (under max_connections)", slow_case, under, slow_head,
-        settings["body_timeout_s"])
-    add(f"{slow_n} half-open connections (half a request line)", slow_case, slow_n, b"POST /v1/fa",
-        settings["header_timeout_s"])
+    add(f"{slow_n} connections: headers, 10 B of a 100 KB body, then nothing", slow_case, slow_n, slow_body, body_s)
+    add(f"{under} such connections (under max_connections)", slow_case, under, slow_body, body_s)
+    add(f"{slow_n} half-open connections (half a request line)", slow_case, slow_n, b"POST /v1/fa", head_s)
+    add("20 clients that disconnect mid-body", disconnect_case, 20)
+    add(f"{slow_n} connections trickling the body, 1 B every {body_s / 2:g} s", slow_case, slow_n, slow_body,
+        body_s, body_s / 2, 2.5 * body_s)
     return plan
 
 
@@ -763,7 +846,7 @@ def run_all(args: argparse.Namespace) -> tuple[list[Row], dict]:
     if not args.skip_server:
         server = Server(args.workers, args.serve_args)
         try:
-            meta["server_cmd"] = server.cmd
+            meta["server_cmd"], meta["server_log"] = server.cmd, server.log.name
             meta["server_ready_s"] = round(server.wait_ready(), 1)
             settings = request(server.port, "GET", "/health").body["limits"]
             settings.update(max_connections=args.max_connections, header_timeout_s=args.header_timeout)
@@ -790,8 +873,29 @@ def run_all(args: argparse.Namespace) -> tuple[list[Row], dict]:
                 rows.append(row)
                 print(f"  {row.surface:6} {'PASS' if row.passed else 'FAIL'} {row.case}: {row.status} "
                       f"{fmt_s(row.took_s)}", file=sys.stderr, flush=True)
+    apply_relative_targets(rows)
     meta["total_s"] = round(time.perf_counter() - t0, 1)
     return rows, meta
+
+
+def apply_relative_targets(rows: list[Row]) -> None:
+    """Legit photos under the caps get no absolute time target; a case at a limit gets ``factor`` x its
+    reference's time (beyond the CLI's start-up), or the absolute target when that is larger."""
+    refs = {ref for ref, _ in RELATIVE_TARGETS.values()}
+    by_key = {(r.surface, r.case): r for r in rows}
+    for r in rows:
+        if r.case in refs:
+            r.time_target_s, r.ok_time = None, True
+            r.notes.append("a photo under every cap: no absolute time target")
+        if r.case in RELATIVE_TARGETS:
+            ref_name, factor = RELATIVE_TARGETS[r.case]
+            ref = by_key.get((r.surface, ref_name))
+            if ref is None or ref.took_s is None or r.took_s is None:
+                continue
+            ref_s = ref.took_s - ref.base_s  # never below the absolute target: the CLI's start-up varies
+            r.time_target_s = max(TIME_TARGET_S, factor * ref_s)
+            r.ok_time = r.took_s - r.base_s <= r.time_target_s
+            r.notes.append(f"target: {factor:g} x the reference's {ref_s:.2f} s, at least {TIME_TARGET_S:g} s")
 
 
 # ==================================================================================== report

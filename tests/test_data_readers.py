@@ -394,4 +394,5 @@ def test_default_data_root_follows_env_then_checkout(monkeypatch, tmp_path):
     assert default_fer2013_csv() == tmp_path / "fer2013" / "fer2013.csv.gz"
     monkeypatch.delenv("EMOTIONLAB_DATA")
     repo = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(repo)  # the checkout is found from the current directory
     assert default_data_root() == repo.parent / "shared" / "data"

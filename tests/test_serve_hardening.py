@@ -7,6 +7,7 @@ Socket tests start uvicorn on a free loopback port in a thread; every loop and w
 from __future__ import annotations
 
 import json
+import logging
 import math
 import socket
 import threading
@@ -234,6 +235,68 @@ def test_slow_body_gets_408_and_the_connection_is_closed():
         s.settimeout(3)
         assert s.recv(100).startswith(b"HTTP/1.1 200")
         s.close()
+
+
+def test_a_trickling_body_is_closed_by_the_total_deadline():
+    """1 byte every 0.2 s never trips the per-chunk timeout; the minimum rate closes it anyway."""
+    app = create_app(FakeRecognizer(), FakeText(), body_timeout_s=0.6, body_min_rate=1000)
+    with live_server(app) as port:
+        s = raw_request(port, post_head("/v1/faces", 1000), b"\xff", timeout=5)
+        t0 = time.perf_counter()
+        resp = b""
+        while time.perf_counter() - t0 < 4:
+            try:
+                s.sendall(b"\x00")
+            except OSError:  # closed by the server
+                break
+            s.settimeout(0.2)
+            try:
+                chunk = s.recv(4096)
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+            if not chunk:
+                break
+            resp += chunk
+        s.settimeout(1)
+        resp += read_response(s)
+        s.close()
+        assert time.perf_counter() - t0 < 2.5, "the trickling body was held past its deadline"
+        assert resp.startswith(b"HTTP/1.1 408") and b"slower than the minimum" in resp, resp[:300]
+
+
+def test_an_announced_oversized_body_is_drained_so_the_413_arrives():
+    """A client that writes the whole body before reading gets the 413, not a connection reset."""
+    app = create_app(FakeRecognizer(), FakeText(), max_body=2_000_000)
+    with live_server(app) as port:
+        body = b"\x00" * 8_000_000  # more than the socket buffers hold: without the drain, sendall is reset
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.sendall(post_head("/v1/faces", len(body)).encode() + body)  # raises ConnectionResetError if reset
+        resp = b""
+        while chunk := s.recv(4096):
+            resp += chunk
+        s.close()
+        assert resp.startswith(b"HTTP/1.1 413") and b"8,000,000 bytes" in resp, resp[:300]
+        # a client that waits for an answer after the head gets it at once, not after the drain deadline
+        s = raw_request(port, post_head("/v1/faces", len(body)), timeout=1.0)
+        assert s.recv(100).startswith(b"HTTP/1.1 413")
+        s.close()
+
+
+def test_a_client_gone_mid_body_is_one_log_line_not_a_traceback(caplog):
+    app = create_app(FakeRecognizer(), FakeText())
+    with caplog.at_level(logging.INFO), live_server(app, log_config=None) as port:
+        for _ in range(3):
+            s = raw_request(port, post_head("/v1/faces", 5000, "multipart/form-data; boundary=x"),
+                            b"--x\r\nContent-Disposition: form-data; name=image; filename=a.jpg\r\n\r\n\xff\xd8")
+            s.close()
+        assert wait_until(lambda: sum("client disconnected" in r.getMessage() for r in caplog.records) >= 3, 5)
+        ok = raw_request(port, post_head("/v1/faces", len(jpeg())), jpeg())
+        ok.settimeout(3)
+        assert ok.recv(100).startswith(b"HTTP/1.1 200")
+        ok.close()
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged for a client that left"
 
 
 def test_a_connection_that_never_completes_its_head_is_closed():

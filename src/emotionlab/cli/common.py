@@ -1,4 +1,5 @@
-"""Shared CLI helpers: one stderr console, a clean failure, JSON output."""
+"""Shared CLI helpers: one stderr console (progress, notes, errors), a stdout console for a command's main
+output (tables meant to be read or piped), a clean failure, JSON output."""
 from __future__ import annotations
 
 import contextlib
@@ -12,6 +13,16 @@ import typer
 from rich.console import Console
 
 console = Console(stderr=True)
+
+
+def out_console() -> Console:
+    """A console on stdout for a command's main output: tables meant to be read or piped (``models list``,
+    ``models show``). Made per call, so it writes to the current ``sys.stdout``; piped (and no ``COLUMNS``),
+    it is 200 columns wide so rows are not wrapped at 80."""
+    import os
+
+    piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
+    return Console(width=200 if piped else None)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

@@ -17,7 +17,7 @@ import typer
 from rich.markup import escape
 
 from ..data.outputs import check_input_path, check_output_dir, check_output_file
-from .common import bounds, console, fail, print_json
+from .common import bounds, console, fail, out_console, print_json
 
 data_app = typer.Typer(help="Inspect, clean, split and convert face datasets (FER-2013 CSV or image folders).",
                        no_args_is_help=True)
@@ -102,9 +102,10 @@ def stats(
         t.add_column(c, justify="right")
     for name, s in {**st["splits"], "total": st["total"]}.items():
         t.add_row(name, f"{s['n']:,}", *(f"{s['per_class'][c]:,}" for c in classes))
-    console.print(t)
-    console.print(f"pixel mean {st['mean']:.4f}, std {st['std']:.4f} over {st['stats_split']} "
-                  f"(preprocess defaults FER_MEAN {FER_MEAN}, FER_STD {FER_STD})")
+    out = out_console()  # the table is the command's output: stdout, so it can be piped
+    out.print(t)
+    out.print(f"pixel mean {st['mean']:.4f}, std {st['std']:.4f} over {st['stats_split']} "
+              f"(preprocess defaults FER_MEAN {FER_MEAN}, FER_STD {FER_STD})")
     if "plot" in st:
         console.print(f"bar chart: {st['plot']}")
 

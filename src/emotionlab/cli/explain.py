@@ -95,7 +95,7 @@ def explain_dataset_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
 ) -> None:
     """Per-class average maps in one figure grid, plus correct and wrong examples per class."""
-    from ..data.loader import eval_split, load_dataset
+    from ..data.loader import load_dataset, scored_part
     from ..explain.dataset import explain_dataset
     from ..models.hub import load_model
 
@@ -109,13 +109,13 @@ def explain_dataset_cmd(
     loaded = load_model(model)
     ds = load_dataset(data, size=loaded.preprocess.size, label_set=loaded.card.get("label_set", "fer7"),
                       skip_bad=skip_bad)
-    part = eval_split(ds, split)
+    part, part_name = scored_part(ds, split)  # the title names the part explained
     ds_labels = list(part.label_set.labels)
     if ds_labels != loaded.labels:
         fail(f"{data}: labels {ds_labels} do not match the model's {loaded.labels}")
     summary = explain_dataset(loaded, part.images, part.labels, out, per_class=per_class, methods=methods,
                               examples=examples, seed=seed,
-                              title=f"{loaded.name} on {os.path.basename(str(data))} {split}")
+                              title=f"{loaded.name} on {os.path.basename(str(data))} {part_name}")
     if json_out:
         print_json(summary)
     for lab, info in summary["classes"].items():

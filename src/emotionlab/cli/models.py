@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 from rich.markup import escape
 
-from .common import bounds, checked, console, fail, print_json
+from .common import bounds, checked, console, fail, out_console, print_json
 
 models_app = typer.Typer(help="The model zoo: list architectures and shipped models.", no_args_is_help=True)
 study_app = typer.Typer(help="Experiments across settings (seed 002's input-size table).", no_args_is_help=True)
@@ -74,7 +74,7 @@ def models_list(pattern: str = typer.Argument("*", help="Shell-style filter, e.g
     for r in rows:  # exact parameter counts and FLOPs are in --json
         t.add_row(r["name"], r["kind"], f"{r['params'] / 1e6:.2f}M" if r["params"] else "", str(r["in_size"]),
                   f"{r['mflops']:.1f}" if r["mflops"] is not None else "", r["description"])
-    console.print(t)
+    out_console().print(t)  # the command's output: stdout, so it can be piped
 
 
 @models_app.command("show")
@@ -141,7 +141,8 @@ def models_show(model: str = typer.Argument("default", help="Shipped name, alias
     t.add_column()
     for k, v in lines:
         t.add_row(k, escape(v))
-    console.print(t)
+    out = out_console()  # the card is the command's output: stdout, so it can be piped
+    out.print(t)
     if metrics:
         m = Table(title="metrics", box=box.SIMPLE_HEAD, pad_edge=False)
         for col in ("split", "accuracy", "macro-F1", "n", "ms/face"):
@@ -150,9 +151,9 @@ def models_show(model: str = typer.Argument("default", help="Shipped name, alias
             ms = v.get("ms_per_face")
             m.add_row(escape(k), f"{v['accuracy']:.4f}", f"{v['macro_f1']:.4f}" if "macro_f1" in v else "",
                       f"{v['n']:,}" if "n" in v else "", f"{ms:.2f}" if isinstance(ms, (int, float)) else "")
-        console.print(m)
+        out.print(m)
         if card.get("metrics", {}).get("evaluated"):
-            console.print(f"metrics evaluated {card['metrics']['evaluated']}", highlight=False)
+            out.print(f"metrics evaluated {card['metrics']['evaluated']}", highlight=False)
     key = split or next((k for k in ("PrivateTest", "test") if k in metrics), None)
     if key and metrics[key].get("per_class"):
         pc = Table(title=f"per class ({escape(key)})", box=box.SIMPLE_HEAD, pad_edge=False)
@@ -161,7 +162,7 @@ def models_show(model: str = typer.Argument("default", help="Shipped name, alias
         for label, r in metrics[key]["per_class"].items():
             pc.add_row(escape(label), f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}",
                        f"{int(r['support']):,}")
-        console.print(pc)
+        out.print(pc)
 
 
 def train(
@@ -278,7 +279,10 @@ def train(
 def evaluate_cmd(
     model: str = typer.Option("default", "--model", "-m", help="Shipped name, run directory or .safetensors."),
     data: Path = typer.Option(..., "--data", "-d", help="FER-2013 CSV(.gz) or an image folder."),
-    split: str = typer.Option("PrivateTest", help="Split to evaluate (PrivateTest, PublicTest, test, all...)."),
+    split: str = typer.Option("auto", help="Part to score: auto (the test split: FER-2013 PrivateTest, a "
+                                            "folder's test/; all of data without splits) | all | PrivateTest | "
+                                            "PublicTest | test | val | train. On data without splits, test / val "
+                                            "name the seeded held-out 10 % that `train` holds out."),
     tta: str = typer.Option("none", help="Test-time augmentation: none | flip | ten."),
     detect: bool = typer.Option(False, "--detect", help="Folders of photos: detect the largest face first."),
     occlude: Optional[str] = typer.Option(None, help="Comma list of masks: none,forehead,eyes,mouth."),
@@ -295,11 +299,13 @@ def evaluate_cmd(
 ) -> None:
     """Accuracy, macro / weighted F1, per-class metrics and the confusion matrix of a model on a split.
 
-    On a UTKFace folder (``--model gender``): the held-out test split, with accuracy by race and by age band,
-    adults (20+) and children, and the gap between the best and worst group.
+    The title and the JSON's ``split`` name the part scored. macro-F1 averages over the classes present in
+    the data (``macro_f1_all_labels``: over every label). On a UTKFace folder (``--model gender``): the
+    held-out test split, with accuracy by race and by age band, adults (20+) and children, and the gap
+    between the best and worst group.
     """
     from ..data.outputs import check_input_path, check_output_dir, check_output_file
-    from ..training.evaluation import run_evaluation
+    from ..training.evaluation import check_evaluation_args, run_evaluation
 
     from ..inference.recognizer import TTA_MODES
 
@@ -313,14 +319,17 @@ def evaluate_cmd(
             check_output_file(json_out, "--json", allow_stdout=True)
         if out is not None:
             check_output_dir(out, "--out")
+        check_evaluation_args(data, detect, occlude, ferplus, backend)  # flag combinations, before any loading
     if threads:
         import torch
 
         torch.set_num_threads(threads)
 
+    # the table is the command's output (stdout), unless the JSON goes there
+    table_console = console if json_out is not None and str(json_out) == "-" else out_console()
     res = run_evaluation(model, data, split=split, tta=tta, detect=detect, occlude=occlude, out=out,
                          batch_size=batch_size, skip_bad=skip_bad, ignore_unknown=ignore_unknown,
-                         ferplus=ferplus, backend=backend, console=console)
+                         ferplus=ferplus, backend=backend, console=table_console)
     if json_out is not None:
         if str(json_out) == "-":
             print_json(res)

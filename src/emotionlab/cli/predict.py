@@ -31,13 +31,24 @@ def _set_threads(threads: int) -> None:
     cv2.setNumThreads(threads)
 
 
-def _recognizer(model: str, detector: str, device: str, backend: str, threads: int,
-                attributes: tuple[str, ...] = ("emotion",), gender_model: str = "gender", tta: str = "none"):
-    from ..inference import FaceEmotionRecognizer
+def _check_pipeline(detector: str, backend: str, tta: str) -> None:
+    """The pipeline's names, refused before any input is listed or model loaded."""
+    from ..inference.detectors import list_detectors
     from ..inference.recognizer import TTA_MODES
 
     if tta not in TTA_MODES:
         fail(f"--tta {tta!r}: expected one of {', '.join(TTA_MODES)}")
+    if detector not in list_detectors():
+        fail(f"--detector {detector!r}: expected one of {', '.join(list_detectors())}")
+    if backend not in ("auto", "onnx", "torch"):
+        fail(f"--backend {backend!r}: expected auto, onnx or torch")
+
+
+def _recognizer(model: str, detector: str, device: str, backend: str, threads: int,
+                attributes: tuple[str, ...] = ("emotion",), gender_model: str = "gender", tta: str = "none"):
+    from ..inference import FaceEmotionRecognizer
+
+    _check_pipeline(detector, backend, tta)
     try:
         rec = FaceEmotionRecognizer(model=model, detector=detector, device=device, backend=backend,
                                     threads=threads, attributes=attributes, gender_model=gender_model, tta=tta)
@@ -110,6 +121,7 @@ def predict(
     limits = DecodeLimits.local(max_pixels=max_pixels)
     if timeline not in ("csv", "parquet"):
         fail(f"--timeline {timeline!r}: expected csv or parquet")
+    _check_pipeline(detector, backend, tta)
     from ..data.outputs import check_output_dir, check_output_file
     from ..models.device import resolve_device
 
@@ -207,12 +219,11 @@ def batch(
     """Batch inference at scale: one row per face (and per image without one), on local processes, Dask or Spark.
 
     The model is built once per worker process from the installed package; nothing is downloaded."""
-    from ..inference.recognizer import TTA_MODES, parse_attributes
+    from ..inference.recognizer import parse_attributes
 
     if engine not in ("local", "dask", "spark"):
         fail(f"--engine {engine!r}: expected local, dask or spark")
-    if tta not in TTA_MODES:
-        fail(f"--tta {tta!r}: expected one of {', '.join(TTA_MODES)}")
+    _check_pipeline(detector, backend, tta)  # before any worker starts
     try:
         attrs = parse_attributes(attributes)
     except ValueError as e:
@@ -442,7 +453,8 @@ def bench(
     threads: int = typer.Option(1, callback=bounds(1), help="CPU threads (ours and fer's)."),
     frames: int = typer.Option(20, callback=bounds(1), help="Frames per setting (1 face, 5 faces)."),
     repeat: int = typer.Option(3, callback=bounds(1), help="Timed passes over the frames."),
-    faces: Path | None = typer.Option(None, help="Folder of face photos to paste (default examples/)."),
+    faces: Path | None = typer.Option(None, help="Folder of face photos to paste (default: the sample photos "
+                                                 "shipped with the package, copies of examples/)."),
     peers: bool = typer.Option(False, "--peers", help="Also time the `fer` package on the same frames."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the report JSON here ('-' = stdout)."),
     tta: str = typer.Option("none", "--tta", help="Time the classifier with test-time augmentation: none | "
@@ -459,6 +471,11 @@ def bench(
             check_input_path(faces, "--faces", kind="dir")
         if json_out is not None:
             check_output_file(json_out, "--json", allow_stdout=True)
+    _check_pipeline(detector, backend, tta)
+    from ..inference.bench import default_faces_dir
+
+    with checked():  # before the model loads: the frames need face photos
+        faces = faces if faces is not None else default_faces_dir()
     _set_threads(threads)
     rec = _recognizer(model, detector, "cpu", backend, threads, tta=tta)
     rep = run_bench(rec, faces, frames, repeat, peers, threads, log=lambda s: console.print(s, highlight=False))

@@ -36,7 +36,10 @@ def serve(
     keep_alive: int = typer.Option(5, "--keep-alive", callback=bounds(1),
                                    help="Seconds an idle keep-alive connection stays open."),
     body_timeout: float = typer.Option(10.0, "--body-timeout", callback=bounds(0, lo_open=True),
-                                       help="Seconds each chunk of a request body may take; then 408 and close."),
+                                       help="Seconds a request body may take (plus 1 s per --body-min-rate bytes; "
+                                            "no gap longer than this between chunks); then 408 and close."),
+    body_min_rate: int = typer.Option(65536, "--body-min-rate", min=1,
+                                      help="Bytes per second a request body must keep up on average."),
     header_timeout: float = typer.Option(10.0, "--header-timeout", callback=bounds(0, lo_open=True),
                                          help="Seconds a connection may take to send a complete request head."),
     allow_origin: list[str] = typer.Option([], "--allow-origin",
@@ -70,7 +73,7 @@ def serve(
                                  text_weight=text_weight, preload=preload,
                                  attributes=attributes, tta=tta, max_pending=max_pending,
                                  max_batch_pixels=max_batch_pixels, max_connections=max_connections,
-                                 keep_alive_s=keep_alive, body_timeout_s=body_timeout,
+                                 keep_alive_s=keep_alive, body_timeout_s=body_timeout, body_min_rate=body_min_rate,
                                  header_timeout_s=header_timeout,
                                  allow_origins=tuple(allow_origin))
     except ValueError as e:

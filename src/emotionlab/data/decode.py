@@ -9,7 +9,8 @@ here, so one set of :class:`DecodeLimits` decides what an input may cost:
 * extreme strips (1 x 4000) are refused by an aspect-ratio rule: they hold no face and made detection cost
   grow with their length;
 * JPEG decode work grows with the number of scans (a 600 KB progressive file can repeat thousands), so the
-  scan count is capped; encoders write about 10;
+  scan count is capped; encoders write about 10; a JPEG far too small for the size its header declares (a
+  few hundred bytes claiming 36 MP) is refused before the decoder fills in the missing pixels;
 * only the first frame of an animation or multi-page file is decoded; EXIF orientation is applied; 16-bit,
   gray and alpha inputs become 8-bit BGR.
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import struct
 import warnings
 from dataclasses import dataclass, replace
@@ -94,6 +96,21 @@ def jpeg_scans(data: bytes) -> int:
     return int(np.count_nonzero(a[ff + 1] == 0xDA))
 
 
+# Huffman-coded JPEG spends at least ~2 bits per 8x8 block (an all-black 6000x6000 one is 141 KB, 256 pixels a
+# byte); a file with 8x fewer bytes than that lies about its size, and decoding it would cost a full-size
+# image's time and memory for a few hundred bytes (the decoder fills what is missing). Arithmetic coding
+# (rare) compresses flat images further, so it is exempt.
+_JPEG_MAX_PIXELS_PER_BYTE = 2048
+
+
+def _jpeg_arithmetic(data: bytes) -> bool:
+    """True when a start-of-frame marker says arithmetic coding (SOF9-11, SOF13-15)."""
+    a = np.frombuffer(data, np.uint8)
+    ff = np.flatnonzero(a[:-1] == 0xFF)
+    nxt = a[ff + 1]
+    return bool(np.any((nxt >= 0xC9) & (nxt <= 0xCF) & (nxt != 0xCC)))
+
+
 def check_shape(width: int, height: int, source: object, limits: DecodeLimits) -> None:
     """Refuse empty, too many pixels, or extreme aspect ratio; shared by files, uploads and video frames."""
     if width <= 0 or height <= 0:
@@ -132,9 +149,11 @@ def probe_image(data: bytes, source: object = "image", limits: DecodeLimits = De
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as im:  # lazy: parses the header only
                 w, h = im.size
-    except Image.DecompressionBombError as e:
+    except Image.DecompressionBombError as e:  # PIL refuses past 2x its own cap, before our check runs
+        m = re.search(r"\((\d+) pixels\)", str(e))
+        said = f"its header declares {int(m.group(1)):,} pixels, " if m else ""
         raise ImageRejected(source, 413, "image_too_large",
-                            f"over the limit of {limits.max_pixels:,} pixels ({e})") from None
+                            f"{said}more than the limit of {limits.max_pixels:,}") from None
     except UnidentifiedImageError:  # its text names a BytesIO object: say what matters instead
         raise ImageRejected(source, 422, "invalid_image",
                             f"not a readable image: looks like {fmt} but its header is unreadable") from None
@@ -149,6 +168,11 @@ def probe_image(data: bytes, source: object = "image", limits: DecodeLimits = De
             raise ImageRejected(source, 422, "image_too_complex",
                                 f"JPEG with {scans:,} scans is over the limit of {limits.max_jpeg_scans} "
                                 "(each scan is one more decoding pass; encoders write about 10)")
+        need = w * h // _JPEG_MAX_PIXELS_PER_BYTE
+        if n < need and not _jpeg_arithmetic(data):
+            raise ImageRejected(source, 422, "invalid_image",
+                                f"not a readable image: a JPEG of {n:,} bytes cannot hold the {w}x{h} pixels its "
+                                f"header declares (a real one needs at least {need:,}); its data is missing")
     return fmt, int(w), int(h)
 
 

@@ -80,18 +80,55 @@ def train_val_test(ds: FaceDataset, seed: int = 0, val_frac: float = 0.1, test_f
     return ds.subset(tr), ds.subset(va), ds.subset(te)
 
 
-def eval_split(ds: FaceDataset, split: str | None, seed: int = 0) -> FaceDataset:
-    """The split to evaluate on: a named split, or for unsplit folders the seeded test part, or 'all'."""
-    if split in (None, "all"):
-        return ds
-    names = {"privatetest": ("PrivateTest", "test"), "test": ("PrivateTest", "test"),
-             "publictest": ("PublicTest", "val"), "val": ("PublicTest", "val"),
-             "training": ("Training", "train"), "train": ("Training", "train")}
-    u = set(ds.usage.tolist())
-    for cand in names.get(split.lower(), (split,)):
+#: Usage values of data without splits: image folders without train/ val/ test/, FER-2013 CSVs without Usage
+UNSPLIT = frozenset({"all", "Unspecified"})
+_SPLIT_NAMES = {"privatetest": ("PrivateTest", "test"), "test": ("PrivateTest", "test"),
+                "publictest": ("PublicTest", "val"), "val": ("PublicTest", "val"),
+                "training": ("Training", "train"), "train": ("Training", "train")}
+
+
+def split_indices(usage, labels, split: str | None = "auto", seed: int = 0, source: str = "data",
+                  val_frac: float = 0.1, test_frac: float = 0.1) -> tuple[np.ndarray, str]:
+    """-> (sorted row indices, the name of the part they are) for scoring a model on ``split``.
+
+    ``auto`` (or None): the data's test split (FER-2013 PrivateTest, a folder's ``test/``), or every row of data
+    without splits (named ``all``). ``all``: every row. A split name: that split. Only when asked by name
+    (``test`` / ``PrivateTest``, ``val`` / ``PublicTest``) on data without splits: the seeded held-out part that
+    ``emotionlab train`` holds out of such data (:func:`train_val_test`, same seed and fractions), named so.
+    """
+    usage = np.asarray(usage).astype(str)
+    u = set(usage.tolist())
+    every = np.arange(len(usage))
+    key = (split or "auto").lower()
+    if key == "all":
+        return every, "all"
+    if key == "auto":
+        if u <= UNSPLIT:
+            return every, "all"
+        for cand in ("PrivateTest", "test"):
+            if cand in u:
+                return np.flatnonzero(usage == cand), cand
+        raise DataError(source, f"has no test split to score by default (its splits: {sorted(u)}); "
+                                "name one with --split, or score every row with --split all")
+    for cand in _SPLIT_NAMES.get(key, (split,)):
         if cand in u:
-            return ds.split(cand)
-    if u <= {"all"}:
-        _, va, te = train_val_test(ds, seed)
-        return te if split.lower() in ("test", "privatetest") else va
-    raise DataError(ds.source, f"no split {split!r}; the data has {sorted(u)}")
+            return np.flatnonzero(usage == cand), cand
+    if u <= UNSPLIT and key in ("test", "privatetest", "val", "publictest"):
+        from .split import stratified_split
+
+        _, va, te = stratified_split(np.asarray(labels), val_frac, test_frac, seed)
+        part, frac, idx = ("test", test_frac, te) if key in ("test", "privatetest") else ("val", val_frac, va)
+        return idx, f"held-out {part}: seeded {100 * frac:g} % of data without splits (seed {seed})"
+    raise DataError(source, f"no split {split!r}; the data has {sorted(u)}")
+
+
+def scored_part(ds: FaceDataset, split: str | None = "auto", seed: int = 0) -> tuple[FaceDataset, str]:
+    """-> (the part of ``ds`` to score, its name for titles and JSON): see :func:`split_indices`."""
+    idx, name = split_indices(ds.usage, ds.labels, split, seed, ds.source)
+    return (ds if len(idx) == len(ds) else ds.subset(idx)), name
+
+
+def eval_split(ds: FaceDataset, split: str | None, seed: int = 0) -> FaceDataset:
+    """The split to evaluate on: a named split, ``all``, or ``auto`` / None (the test split, else everything);
+    for data without splits, a named test / val split is the seeded held-out part (see :func:`split_indices`)."""
+    return scored_part(ds, split, seed)[0]

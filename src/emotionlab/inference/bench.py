@@ -1,8 +1,9 @@
 """``emotionlab bench``: end-to-end speed of the face pipeline on synthetic 640x480 frames with 1 and 5 faces.
 
-Frames are made by pasting real face photos (the sample images in ``examples/``, or ``--faces DIR``) onto a
-textured background, so detection and classification do real work. Optionally the ``fer`` package is timed on
-the very same frames in its own venv (``benchmarks/.venv-fer``, made by ``benchmarks/compare_peers.py``).
+Frames are made by pasting real face photos (the sample photos shipped in ``emotionlab/inference/assets/faces``,
+copies of the repository's ``examples/``, or ``--faces DIR``) onto a textured background, so detection and
+classification do real work. Optionally the ``fer`` package is timed on the very same frames in its own venv
+(``benchmarks/.venv-fer`` of a checkout, made by ``benchmarks/compare_peers.py``).
 """
 from __future__ import annotations
 
@@ -18,14 +19,24 @@ import cv2
 import numpy as np
 
 FRAME_W, FRAME_H = 640, 480
-REPO = Path(__file__).resolve().parents[3]
+#: the sample photos the frames are made of when no --faces DIR is given: package data, so an installed wheel
+#: benchmarks the same frames as a checkout
+FACES_DIR = Path(__file__).resolve().parent / "assets" / "faces"
 
 
-def default_faces_dir() -> Path | None:
-    for p in (Path("examples"), REPO / "examples"):
-        if p.is_dir():
-            return p
-    return None
+def default_faces_dir() -> Path:
+    """The shipped sample photos; a clear error if this installation lacks them."""
+    if not any(FACES_DIR.glob("*.jpg")):
+        raise FileNotFoundError(f"{FACES_DIR}: no sample face photos in this installation; pass --faces DIR "
+                                "with photos of faces")
+    return FACES_DIR
+
+
+def peer_paths(root: str | os.PathLike | None = None) -> tuple[Path, Path]:
+    """(fer venv python, fer_bench.py) of a checkout: ``root`` (default: the current directory) holds
+    ``benchmarks/``. The installed package has neither: they exist only in a checkout."""
+    root = Path(root) if root is not None else Path.cwd()
+    return root / "benchmarks" / ".venv-fer" / "bin" / "python", root / "benchmarks" / "peers" / "fer_bench.py"
 
 
 def face_sources(rec, faces_dir: Path) -> list[np.ndarray]:
@@ -93,13 +104,13 @@ def _stats(times: list[float], per: int = 1) -> dict:
             "p90_ms": round(float(np.percentile(a, 90)), 3), "fps": round(1000.0 / float(a.mean()) * per, 1)}
 
 
-def run_fer_peer(frames: np.ndarray, threads: int, repeat: int) -> dict:
-    """Time fer's detect_emotions on the same frames via benchmarks/peers/fer_bench.py, if its venv exists."""
-    py = REPO / "benchmarks" / ".venv-fer" / "bin" / "python"
-    script = REPO / "benchmarks" / "peers" / "fer_bench.py"
+def run_fer_peer(frames: np.ndarray, threads: int, repeat: int, root: str | os.PathLike | None = None) -> dict:
+    """Time fer's detect_emotions on the same frames via benchmarks/peers/fer_bench.py of a checkout (``root``,
+    default the current directory; see :func:`peer_paths`), if its venv exists."""
+    py, script = peer_paths(root)
     if not py.exists() or not script.exists():
-        return {"measured": False, "reason": f"{py} not found (create it with "
-                                             "`python benchmarks/compare_peers.py --setup-only`)"}
+        return {"measured": False, "reason": f"{py} not found: --peers uses a checkout's benchmarks/; run from "
+                                             "its root after `python benchmarks/compare_peers.py --setup-only`"}
     with tempfile.TemporaryDirectory(prefix="el_bench_") as td:
         npz, out = Path(td) / "frames.npz", Path(td) / "fer.json"
         np.savez(npz, frames=frames)
@@ -120,14 +131,13 @@ def run_fer_peer(frames: np.ndarray, threads: int, repeat: int) -> dict:
 def run_bench(rec, faces_dir: Path | None = None, n_frames: int = 20, repeat: int = 3, peers: bool = False,
               threads: int = 1, seed: int = 0, log=lambda s: None) -> dict:
     """All numbers of ``emotionlab bench`` as a dict (see docs/results_pipeline.md for the meaning)."""
-    faces_dir = faces_dir or default_faces_dir()
-    if faces_dir is None:
-        raise FileNotFoundError("no examples/ folder to take faces from; pass --faces DIR with face photos")
-    sources = face_sources(rec, Path(faces_dir))
+    faces_dir = Path(faces_dir) if faces_dir is not None else default_faces_dir()
+    sources = face_sources(rec, faces_dir)
     report: dict = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                                 "threads": threads, "python": platform.python_version()},
                     "model": rec.model_name, "tta": rec.tta, "backend": rec.backend, "detector": rec.detector_name,
-                    "frame": f"{FRAME_W}x{FRAME_H}", "frames_per_setting": n_frames, "repeat": repeat, "e2e": {}}
+                    "frame": f"{FRAME_W}x{FRAME_H}", "frames_per_setting": n_frames, "repeat": repeat,
+                    "faces_from": str(faces_dir), "e2e": {}}
     all_frames = []
     for k in (1, 5):
         frames, _ = build_frames(sources, k, n_frames, seed)

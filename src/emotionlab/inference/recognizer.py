@@ -139,10 +139,14 @@ class FaceEmotionRecognizer:
     def __init__(self, model: str = "default", detector: str = "auto", device: str = "cpu", backend: str = "auto",
                  threads: int | None = None, min_detection_score: float | None = None,
                  attributes=("emotion",), gender_model: str = "gender", tta: str = "none"):
+        from ..models.device import resolve_device
         from ..models.hub import load_model
 
         if tta not in TTA_MODES:
             raise ValueError(f"unknown tta {tta!r}; use one of {', '.join(TTA_MODES)}")
+        if min_detection_score is not None and not 0.0 <= float(min_detection_score) <= 1.0:
+            raise ValueError(f"min_detection_score must be in [0, 1], got {min_detection_score}")
+        device = resolve_device(device)  # "nope" / "cuda" without a GPU: one clear error, before any loading
         self.tta = tta
         self.attributes = parse_attributes(attributes)
         self.loaded = load_model(model, device)

@@ -47,7 +47,9 @@ class ServeSettings:
     retry_after_s: int = 2  # the Retry-After of every 503
     max_connections: int = 256  # uvicorn limit_concurrency: more open connections / tasks -> 503
     keep_alive_s: int = 5  # uvicorn timeout_keep_alive: an idle keep-alive connection is closed after this
-    body_timeout_s: float = 10.0  # each chunk of a request body must arrive within this, else 408 and close
+    body_timeout_s: float = 10.0  # the body must be done within this + 1 s per body_min_rate bytes, no chunk
+                                  # later than this after the last one; else 408 and close
+    body_min_rate: int = 65536  # bytes/s a body must keep up on average (a slow-body client is closed)
     header_timeout_s: float = 10.0  # the request head must be complete this long after connecting, else close
     allow_origins: tuple[str, ...] = ()  # WebSocket origins besides the page's own ("*" = any)
     face_weight: float = 0.5
@@ -69,7 +71,7 @@ class ServeSettings:
         if self.tta not in TTA_MODES:
             raise ValueError(f"serve setting tta must be one of {', '.join(TTA_MODES)}, got {self.tta!r}")
         for name in ("max_body", "max_pixels", "max_batch_pixels", "workers", "max_pending", "max_texts",
-                     "max_text_chars", "max_images", "retry_after_s", "max_connections", "keep_alive_s"):
+                     "max_text_chars", "max_images", "retry_after_s", "max_connections", "keep_alive_s", "body_min_rate"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"serve setting {name} must be >= 1, got {getattr(self, name)}")
         if int(self.max_stuck) < 0:

@@ -164,7 +164,8 @@ class ServeState:
                 "limits": {"max_body": s.max_body, "max_pixels": s.max_pixels, "max_texts": s.max_texts,
                            "max_text_chars": s.max_text_chars, "max_images": s.max_images,
                            "max_batch_pixels": s.max_batch_pixels, "timeout_s": s.timeout_s,
-                           "max_pending": s.max_pending, "body_timeout_s": s.body_timeout_s}}
+                           "max_pending": s.max_pending, "body_timeout_s": s.body_timeout_s,
+                           "body_min_rate": s.body_min_rate}}
 
 
 def get_state(request: Request) -> ServeState:

@@ -312,6 +312,30 @@ def teacher_targets(cfg: TrainConfig, train, labels: list[str], in_size: int, de
     return soften(probs, cfg.distill_temperature)
 
 
+def check_recipe(cfg: TrainConfig, model: nn.Module, labels) -> None:
+    """Refuse what the run could only refuse later, before any data is read or teacher run: a time budget with a
+    schedule that fixes its steps when built, an ``init_from`` of another architecture or input size, and
+    teachers that predict other classes or take another input size (read from their cards, JSON only)."""
+    from ..models.hub import load_card
+
+    if cfg.time_budget and cfg.schedule not in ("cosine", "plateau", "none"):
+        raise ValueError(f"time_budget needs schedule cosine, plateau or none (got {cfg.schedule!r}): the others "
+                         "fix their steps when they are built")
+    if cfg.init_from:
+        card = load_card(cfg.init_from)
+        if card.get("arch") is not None and (card.get("arch") != model.arch or card.get("in_size") != model.in_size):
+            raise ValueError(f"--init-from {cfg.init_from}: it is {card.get('arch')} at {card.get('in_size')} px, "
+                             f"the run trains {model.arch} at {model.in_size} px")
+    if cfg.teachers and cfg.distill_weight > 0:
+        for t in cfg.teachers:
+            card = load_card(t)
+            if card.get("labels") is not None and list(card["labels"]) != list(labels):
+                raise ValueError(f"teacher {t!r} predicts {card['labels']}, the student is trained on {list(labels)}")
+            if card.get("in_size") is not None and card["in_size"] != model.in_size:
+                raise ValueError(f"teacher {t!r} takes {card['in_size']} px faces, the student {model.in_size} px; "
+                                 "distill between models of one input size")
+
+
 def init_weights(model: nn.Module, source: str, num_classes: int) -> list[str]:
     """Fine-tuning start: weights of a shipped model, run directory or .safetensors of the same architecture.
 
@@ -412,6 +436,7 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, console=Non
     ls = get_label_set(cfg.label_set)
     model = create_model(cfg.model, num_classes=len(ls), in_size=cfg.in_size, **cfg.model_kwargs)
     in_size = model.in_size
+    check_recipe(cfg, model, ls.labels)  # flag combinations: refused before the data is read
     pre = PreprocessConfig(size=in_size)
     data_card = None
     if splits is not None:

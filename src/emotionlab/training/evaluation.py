@@ -25,15 +25,16 @@ def _map_predictions(probs: np.ndarray, model_labels: list[str], data_labels: li
     return np.asarray([data_labels.index(model_labels[i]) for i in best])
 
 
-def _detect_eval(loaded, model_ref: str, data: Path, split: str, ignore_unknown: bool):
-    """Folders of photos: largest detected face per image through the inference pipeline."""
+def _detect_eval(loaded, model_ref: str, data: Path, split: str | None, ignore_unknown: bool):
+    """Folders of photos: largest detected face per image through the inference pipeline.
+    -> (y_true, probs, data labels, errors, the name of the part scored)."""
+    from ..data.loader import split_indices
     from ..inference import FaceEmotionRecognizer
 
     ls = get_label_set(loaded.card.get("label_set", "fer7"))
     items = scan_folder(data, ls, ignore_unknown)
-    want = {"privatetest": "test", "test": "test", "publictest": "val", "val": "val"}.get(split.lower(), None)
-    if want and any(s == want for _, _, s in items):
-        items = [it for it in items if it[2] == want]
+    idx, name = split_indices([s or "all" for _, _, s in items], [y for _, y, _ in items], split, source=str(data))
+    items = [items[i] for i in idx]
     rec = FaceEmotionRecognizer(model=model_ref)
     y_true, probs, errors = [], [], []
     # the library's streaming path: decode guard, batched classification, bounded memory
@@ -48,7 +49,8 @@ def _detect_eval(loaded, model_ref: str, data: Path, split: str, ignore_unknown:
         f = max(r.faces, key=lambda f: f.box[2] * f.box[3])
         probs.append([f.scores[lab] for lab in rec.labels])
         y_true.append(y)
-    return np.asarray(y_true, np.int64), np.asarray(probs, np.float32).reshape(-1, len(rec.labels)), list(ls.labels), errors
+    return (np.asarray(y_true, np.int64), np.asarray(probs, np.float32).reshape(-1, len(rec.labels)),
+            list(ls.labels), errors, name)
 
 
 def ferplus_relabel(part, ferplus: Path, label_set=None):
@@ -81,36 +83,83 @@ def ferplus_relabel(part, ferplus: Path, label_set=None):
     return out, info
 
 
-def scored_split(loaded, data: str | Path, split: str, ferplus: Path | None = None, skip_bad: bool = False,
+def scored_split(loaded, data: str | Path, split: str | None, ferplus: Path | None = None, skip_bad: bool = False,
                  ignore_unknown: bool = False):
     """-> (faces, relabel record or None): the split of ``data`` a model is scored on, relabelled by the FER+
     majority when ``ferplus`` is given (an 8-class FER+ model on FER-2013 rows requires it)."""
-    from ..data.loader import eval_split, load_dataset
+    part, relabel, _ = _scored_part(loaded, data, split, ferplus, skip_bad, ignore_unknown)
+    return part, relabel
+
+
+def _scored_part(loaded, data, split, ferplus, skip_bad, ignore_unknown):
+    """:func:`scored_split`, plus the name of the part scored (``loader.split_indices``)."""
+    from ..data.loader import load_dataset, scored_part
 
     label_set = loaded.card.get("label_set", "fer7")
     ds = load_dataset(data, size=loaded.card["in_size"], label_set=label_set, skip_bad=skip_bad,
                       ignore_unknown=ignore_unknown)
-    part = eval_split(ds, split)
+    part, name = scored_part(ds, split)
     fp8 = wants_ferplus_labels(part, label_set)
     if ferplus is not None:
-        return ferplus_relabel(part, ferplus, get_label_set("ferplus8") if fp8 else None)
+        return (*ferplus_relabel(part, ferplus, get_label_set("ferplus8") if fp8 else None), name)
     if fp8:
         raise DataError(data, f"{loaded.name} is an 8-class FER+ model: score it against the FER+ labels of "
                               "these rows with --ferplus fer2013new.csv")
-    return part, None
+    return part, None, name
 
 
-def run_evaluation(model: str, data: str | Path, split: str = "PrivateTest", tta: str = "none", detect: bool = False,
-                   occlude: str | None = None, out: Path | None = None, batch_size: int = 256,
-                   skip_bad: bool = False, ignore_unknown: bool = False, quiet: bool = False,
-                   ferplus: Path | None = None, backend: str = "auto", console=None) -> dict:
-    """``backend``: ``auto`` scores a model with a shipped int8 graph through ONNX Runtime (as the pipeline runs
-    it) and any other model with PyTorch (their ONNX export agrees to 1e-3); ``onnx`` / ``torch`` force one.
-    ``console``: a Rich console for the tables (default: a new one on stderr)."""
-    from ..models.hub import load_model
+def _is_fer_rows(data: Path) -> bool:
+    """Whether ``load_dataset`` reads ``data`` as FER-2013 rows (a CSV / packed file, or a folder holding one)."""
+    if not data.is_dir():
+        return True
+    return any(p.exists() for p in (data / "fer2013.csv.gz", data / "fer2013.csv", data / "fer2013" / "fer2013.csv.gz"))
+
+
+def check_evaluation_args(data: str | Path, detect: bool = False, occlude: str | None = None,
+                          ferplus: Path | None = None, backend: str = "auto") -> list[str]:
+    """Refuse flag combinations ``evaluate`` cannot honour, before any model or data is loaded (ValueError /
+    DataError naming the flags). -> the occlusion masks asked for (empty without ``occlude``)."""
+    from ..data.occlusion import MASKS
+    from ..explain.occlusion_study import OCCLUSIONS
 
     if backend not in ("auto", "onnx", "torch"):
         raise ValueError(f"unknown backend {backend!r}; use auto, onnx or torch")
+    data = Path(data)
+    masks: list[str] = []
+    if occlude is not None:
+        masks = [m.strip() for m in occlude.split(",") if m.strip()]
+        bad = [m for m in masks if m not in OCCLUSIONS and m not in MASKS]
+        if bad:
+            raise ValueError(f"--occlude {occlude!r}: unknown mask(s) {bad}; known: {', '.join(OCCLUSIONS)}")
+        if not masks:
+            raise ValueError(f"--occlude {occlude!r}: no mask given; use e.g. none,forehead,eyes,mouth")
+        if len(set(masks)) != len(masks):
+            raise ValueError(f"--occlude {occlude!r} names a mask twice")
+    if detect:
+        if occlude is not None:
+            raise ValueError("--occlude works on dataset crops, not with --detect")
+        if ferplus is not None:
+            raise ValueError("--ferplus relabels FER-2013 rows; --detect scores a folder of photos: give one of them")
+        if not data.is_dir():
+            raise DataError(data, "--detect needs a folder of photos (root/<class>/*.jpg)")
+    if ferplus is not None and not _is_fer_rows(data):
+        raise DataError(data, "--ferplus needs FER-2013 rows (a fer2013.csv file), not an image folder")
+    return masks
+
+
+def run_evaluation(model: str, data: str | Path, split: str | None = "auto", tta: str = "none", detect: bool = False,
+                   occlude: str | None = None, out: Path | None = None, batch_size: int = 256,
+                   skip_bad: bool = False, ignore_unknown: bool = False, quiet: bool = False,
+                   ferplus: Path | None = None, backend: str = "auto", console=None) -> dict:
+    """``split``: ``auto`` (default) scores the data's test split (FER-2013 PrivateTest, a folder's ``test/``),
+    or all of data without splits; ``all``, a split name, or on data without splits ``test`` / ``val`` for the
+    seeded held-out part that training held out (``data.loader.split_indices``). The result's ``split`` names
+    the part scored. ``backend``: ``auto`` scores a model with a shipped int8 graph through ONNX Runtime (as the
+    pipeline runs it) and any other model with PyTorch (their ONNX export agrees to 1e-3); ``onnx`` / ``torch``
+    force one. ``console``: a Rich console for the tables (default: a new one on stderr)."""
+    from ..models.hub import load_model
+
+    masks = check_evaluation_args(data, detect, occlude, ferplus, backend)  # before any loading
     if console is None:
         from rich.console import Console
 
@@ -132,12 +181,10 @@ def run_evaluation(model: str, data: str | Path, split: str = "PrivateTest", tta
     t0 = time.perf_counter()
     errors: list = []
     if detect:
-        if not data.is_dir():
-            raise DataError(data, "--detect needs a folder of photos (root/<class>/*.jpg)")
-        y_true, probs, data_labels, errors = _detect_eval(loaded, model, data, split, ignore_unknown)
+        y_true, probs, data_labels, errors, split = _detect_eval(loaded, model, data, split, ignore_unknown)
         images = None
     else:
-        part, relabel = scored_split(loaded, data, split, ferplus, skip_bad, ignore_unknown)
+        part, relabel, split = _scored_part(loaded, data, split, ferplus, skip_bad, ignore_unknown)
         images, y_true, data_labels = part.images, part.labels, list(part.label_set.labels)
         import torch
 
@@ -166,11 +213,8 @@ def run_evaluation(model: str, data: str | Path, split: str = "PrivateTest", tta
         plot_confusion(res["confusion_matrix"], data_labels, out / "confusion.png",
                        f"{loaded.name} {split} acc {res['accuracy']:.3f}")
     if occlude:
-        if images is None:
-            raise ValueError("--occlude works on dataset crops, not with --detect")
         from ..explain.occlusion_study import occlusion_table
 
-        masks = [m.strip() for m in occlude.split(",") if m.strip()]
         table = occlusion_table(loaded, images, y_true, masks, tta=tta, out_dir=out)
         for k in table:
             table[k].update({"model": loaded.name, "data": str(data), "split": split})

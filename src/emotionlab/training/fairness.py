@@ -114,7 +114,7 @@ def evaluate_utkface(loaded, data: str | Path, split: str = "test", tta: str = "
     u = load_utkface(data, size=loaded.preprocess.size, crop=crop, seed=int(sp.get("seed", 0)),
                      val_frac=float(sp.get("val_frac", 0.1)), test_frac=float(sp.get("test_frac", 0.2)),
                      skip_bad=skip_bad, detector=utkface_detector() if crop == "detect" else None)
-    split = "test" if split in (None, "PrivateTest", "privatetest") else split
+    split = "test" if split in (None, "auto", "PrivateTest", "privatetest") else split
     m = u.mask(split)
     t0 = time.perf_counter()
     probs = FaceClassifier(loaded, backend="torch", tta=tta).predict_proba(u.images[m], batch_size)

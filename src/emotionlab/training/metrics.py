@@ -6,13 +6,23 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precisio
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str] | tuple[str, ...]) -> dict:
-    """accuracy, macro / weighted F1, per-class precision/recall/F1/support and the confusion matrix."""
+    """accuracy, macro / weighted F1, per-class precision/recall/F1/support and the confusion matrix.
+
+    ``macro_f1`` averages over the classes present in ``y_true`` (CK+ has no neutral: its F1 would be a 0
+    that no model can raise); ``macro_f1_all_labels`` averages over every label, absent ones included (their
+    F1 is 0), and ``macro_f1_classes`` names the classes ``macro_f1`` averaged. With every class present (the
+    FER-2013 splits) the two are equal.
+    """
     k = list(range(len(labels)))
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=k, zero_division=0)
+    present = [i for i in k if s[i] > 0]
     return {
         "accuracy": float(accuracy_score(y_true, y_pred)) if len(y_true) else 0.0,
-        "macro_f1": float(f1_score(y_true, y_pred, labels=k, average="macro", zero_division=0)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0))
+        if present else 0.0,
+        "macro_f1_all_labels": float(f1_score(y_true, y_pred, labels=k, average="macro", zero_division=0)),
+        "macro_f1_classes": [labels[i] for i in present],
         "weighted_f1": float(f1_score(y_true, y_pred, labels=k, average="weighted", zero_division=0)),
         "per_class": {lab: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
                             "support": int(s[i])} for i, lab in enumerate(labels)},
@@ -59,4 +69,8 @@ def summary_table(res: dict, title: str):
     for lab, m in res["per_class"].items():
         t.add_row(lab, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", str(m["support"]))
     t.add_row("[bold]overall", "", f"acc {res['accuracy']:.4f}", f"macro {res['macro_f1']:.4f}", str(res["n"]))
+    over, labels = res.get("macro_f1_classes"), res.get("labels") or list(res["per_class"])
+    if over is not None and len(over) < len(labels):  # say which classes the macro average is over
+        t.caption = (f"macro-F1 over the {len(over)} classes present in the data; over all {len(labels)} labels "
+                     f"(absent ones score 0): {res['macro_f1_all_labels']:.4f}")
     return t
