@@ -186,6 +186,7 @@ def decode_image(data: bytes | bytearray | memoryview | np.ndarray, source: obje
         data = data.tobytes()
     data = bytes(data)
     fmt, w, h = probe_image(data, source, limits)
+    _quiet_opencv()
     # OpenCV decodes the common formats ~3x faster than PIL and applies EXIF orientation with IMREAD_COLOR
     # (which also turns gray, alpha and 16-bit into 8-bit BGR); PIL reads what OpenCV cannot (GIF, some
     # TIFF / WebP variants).
@@ -200,6 +201,20 @@ def decode_image(data: bytes | bytearray | memoryview | np.ndarray, source: obje
     if arr.shape[0] * arr.shape[1] > limits.max_pixels:  # a decoder that disagreed with the header
         check_shape(arr.shape[1], arr.shape[0], source, limits)
     return arr
+
+
+_QUIET = False
+
+
+def _quiet_opencv() -> None:
+    """OpenCV logs its own "[ERROR] imdecode_ ... Unexpected end of input" lines for bad files; the guard
+    reports those files itself (one line naming the file), so OpenCV's copies would be noise on stderr."""
+    global _QUIET
+    if not _QUIET:
+        import cv2
+
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # process-wide: set once
+        _QUIET = True
 
 
 def _decode_pil(data: bytes, source: object, fmt: str) -> np.ndarray:
