@@ -40,6 +40,13 @@ def photo_frames(crops: np.ndarray, face_px: int = 160, frame=(480, 640)) -> lis
     return out
 
 
+def _tilt(crops: np.ndarray, degrees: float) -> np.ndarray:
+    """Each crop turned by ``degrees``, left or right at random (the ``tilt_*`` corruption at any angle)."""
+    from emotionlab.explain.corruptions import rotation
+
+    return rotation(crops, degrees)
+
+
 def main(argv: list[str] | None = None) -> int:
     from emotionlab.data.loader import eval_split, load_dataset
     from emotionlab.data.preprocess import prepare_faces
@@ -54,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split", default="PrivateTest")
     ap.add_argument("--corruptions", default="all", help="comma list or 'all'")
     ap.add_argument("--photo", action="store_true", help="also run the detector photo path")
+    ap.add_argument("--align-study", default="", metavar="DEGREES",
+                    help="photo path with the head tilted by each of these degrees (e.g. 0,15,30), cropped "
+                         "upright and roll-aligned from the detector's eye keypoints")
     ap.add_argument("--detector", default="auto")
     ap.add_argument("--limit", type=int, default=None, help="first N faces only (quick looks)")
     ap.add_argument("--threads", type=int, default=1)
@@ -116,6 +126,34 @@ def main(argv: list[str] | None = None) -> int:
                             round(v["accuracy_detected_dataset_crop"], 4))
                         for m, v in rows["photo"]["models"].items()}, f"detected {found.mean():.3f}", flush=True)
 
+    if args.align_study:
+        det = create_detector(args.detector, threads=args.threads)
+        from emotionlab.data.preprocess import eye_roll
+        study = rows.setdefault("align_study", {"description": "photo path, head tilted; upright vs roll-aligned "
+                                                               "crop (a missed face counts as an error)",
+                                                "tilts": {}})
+        for deg in (float(d) for d in args.align_study.split(",")):
+            frames = photo_frames(corrupt(images, "clean") if deg == 0 else _tilt(images, deg))
+            dets = []
+            for fr in frames:
+                ds = det.detect(fr)
+                dets.append(max(ds, key=lambda d: d.box[2] * d.box[3]) if ds else None)
+            found = np.array([d is not None for d in dets])
+            idx = np.flatnonzero(found)
+            cell: dict = {"detected": float(found.mean()), "models": {}}
+            for m, rec in models.items():
+                cell["models"][m] = {}
+                for mode in ("upright", "aligned"):
+                    pred = np.full(len(labels), -1)
+                    if len(idx):
+                        xs = np.concatenate([prepare_faces(frames[i], [dets[i].box], rec.pre,
+                                                           [eye_roll(dets[i].landmarks)] if mode == "aligned"
+                                                           else None)[0] for i in idx])
+                        pred[idx] = rec.classify(xs).argmax(1)
+                    cell["models"][m][mode] = float((pred == labels).mean())
+            study["tilts"][f"{deg:g}"] = cell
+            print("align", deg, cell, flush=True)
+
     clean = rows.get("clean", {}).get("models", {})
     corrupted = [n for n in names if n != "clean"]
     mean = {m: float(np.mean([rows[n]["models"][m]["accuracy"] for n in corrupted])) for m in models} \
@@ -126,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     hdr = "| condition | " + " | ".join(f"{m} ({models[m].model_name})" for m in models) + " |"
     lines = [hdr, "|---|" + "---:|" * len(models)]
     for n, r in rows.items():
+        if n == "align_study":
+            continue
         cells = []
         for m in models:
             a = r["models"][m]["accuracy"]
@@ -139,6 +179,14 @@ def main(argv: list[str] | None = None) -> int:
         lines.append("| `photo`, detected faces only: pipeline crop vs dataset crop | " + " | ".join(
             f"{100 * ph[m]['accuracy_detected']:.1f} % vs {100 * ph[m]['accuracy_detected_dataset_crop']:.1f} %"
             for m in models) + " |")
+    if "align_study" in rows:
+        lines += ["", "| head tilt (photo path) | detected | " + " | ".join(
+            f"{m}: upright crop | {m}: roll-aligned crop" for m in models) + " |",
+                  "|---|---:|" + "---:|---:|" * len(models)]
+        for deg, cell in rows["align_study"]["tilts"].items():
+            lines.append(f"| {deg}° | {100 * cell['detected']:.1f} % | " + " | ".join(
+                f"{100 * cell['models'][m]['upright']:.1f} % | {100 * cell['models'][m]['aligned']:.1f} %"
+                for m in models) + " |")
     md = "\n".join(lines)
     print(md)
     if args.json:

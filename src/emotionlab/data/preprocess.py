@@ -75,14 +75,35 @@ def square_box(box, expand: float = 1.15, shift_y: float = 0.0) -> tuple[int, in
     return int(round(cx - side / 2.0)), int(round(cy - side / 2.0)), side_i
 
 
-def crop_face(gray: np.ndarray, box, cfg: PreprocessConfig = PreprocessConfig()) -> np.ndarray:
+def eye_roll(landmarks) -> float:
+    """Head roll in degrees from detector keypoints (BlazeFace order: right eye, left eye, ...): the angle of
+    the line from the subject's right eye (image left) to the left eye; 0.0 without keypoints."""
+    if landmarks is None or len(landmarks) < 2:
+        return 0.0
+    (rx, ry), (lx, ly) = landmarks[0], landmarks[1]
+    dx, dy = float(lx) - float(rx), float(ly) - float(ry)
+    if not (np.isfinite(dx) and np.isfinite(dy)) or (dx == 0 and dy == 0):
+        return 0.0
+    return float(np.degrees(np.arctan2(dy, dx)))
+
+
+def crop_face(gray: np.ndarray, box, cfg: PreprocessConfig = PreprocessConfig(), roll: float = 0.0) -> np.ndarray:
     """Crop the expanded square around ``box`` from a grayscale image and resize it to ``cfg.size``.
 
     Parts of the square outside the image are filled by replicating the border, as a FER crop would
-    never contain black bars.
+    never contain black bars. ``roll`` (degrees, :func:`eye_roll`) turns the square with the head, so the
+    eyes come out level, as FER-2013's crops are (deepface's ``align=True`` does the same).
     """
     x0, y0, side = square_box(box, cfg.expand, cfg.shift_y)
     h, w = gray.shape[:2]
+    if abs(roll) >= 1.0 and np.isfinite(roll):  # below a degree, rotating only blurs
+        x0, y0 = max(min(x0, w - 1), 1 - side), max(min(y0, h - 1), 1 - side)  # the box must touch the image
+        c = (x0 + side / 2.0, y0 + side / 2.0)
+        m = cv2.getRotationMatrix2D(c, float(roll), 1.0)
+        m[0, 2] += side / 2.0 - c[0]
+        m[1, 2] += side / 2.0 - c[1]
+        crop = cv2.warpAffine(gray, m, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return resize(crop, cfg.size)
     pad_l, pad_t = max(0, -x0), max(0, -y0)
     pad_r, pad_b = max(0, x0 + side - w), max(0, y0 + side - h)
     crop = gray[max(0, y0):min(h, y0 + side), max(0, x0):min(w, x0 + side)]
@@ -112,10 +133,13 @@ def normalize(images: np.ndarray, cfg: PreprocessConfig = PreprocessConfig()) ->
     return out[:, None]
 
 
-def prepare_faces(image: np.ndarray, boxes, cfg: PreprocessConfig = PreprocessConfig()) -> tuple[np.ndarray, np.ndarray]:
-    """Image + face boxes -> (model input (N,1,S,S) float32, the uint8 crops the model sees (N,S,S))."""
+def prepare_faces(image: np.ndarray, boxes, cfg: PreprocessConfig = PreprocessConfig(),
+                  rolls=None) -> tuple[np.ndarray, np.ndarray]:
+    """Image + face boxes (+ optional head rolls in degrees, see :func:`crop_face`) -> (model input
+    (N,1,S,S) float32, the uint8 crops the model sees (N,S,S))."""
     gray = to_gray(image)
-    crops = [crop_face(gray, b, cfg) for b in boxes]
+    rolls = [0.0] * len(boxes) if rolls is None else list(rolls)
+    crops = [crop_face(gray, b, cfg, r) for b, r in zip(boxes, rolls)]
     if not crops:
         return np.zeros((0, 1, cfg.size, cfg.size), np.float32), np.zeros((0, cfg.size, cfg.size), np.uint8)
     crops_arr = np.stack(crops)

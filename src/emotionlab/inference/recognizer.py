@@ -14,10 +14,13 @@ import numpy as np
 
 from ..data.decode import DecodeLimits
 from ..data.errors import DataError
-from ..data.preprocess import prepare_faces, to_uint8
+from ..data.preprocess import eye_roll, prepare_faces, to_uint8
 from ..models.classifier import TTA_MODES, FaceClassifier  # noqa: F401  (TTA_MODES: re-exported)
 from .cancel import checkpoint
 from .detectors import Detection, create_detector
+
+
+UNCERTAIN = "uncertain"  # the label of a face whose top calibrated score is below ``min_confidence``
 
 
 @dataclass
@@ -35,7 +38,8 @@ class Face:
 
     @property
     def score(self) -> float:
-        return float(self.scores[self.label])
+        """The score of ``label``; for ``uncertain`` (below ``min_confidence``), the top score."""
+        return float(self.scores[self.label] if self.label in self.scores else max(self.scores.values()))
 
     def to_dict(self) -> dict:
         """JSON-safe dict (no crop)."""
@@ -97,6 +101,19 @@ def parse_attributes(attributes) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+def check_min_confidence(p: float | None) -> float:
+    """``min_confidence`` as a float in [0, 1) (None: 0, never uncertain); anything else is a ValueError."""
+    if p is None:
+        return 0.0
+    try:
+        v = float(p)
+    except (TypeError, ValueError):
+        raise ValueError(f"min_confidence must be a number in [0, 1), got {p!r}") from None
+    if not 0.0 <= v < 1.0:  # NaN fails too
+        raise ValueError(f"min_confidence must be a number in [0, 1), got {p!r}")
+    return v
+
+
 def crop_pre(pre, crop_expand: float | None):
     """The model's preprocessing, with the detector's own crop expansion where it has one (``none``: 1.0)."""
     from dataclasses import replace
@@ -116,10 +133,13 @@ class AttributeClassifier(FaceClassifier):
         """(N,1,S,S) normalized float32 -> (N, classes) probabilities."""
         return self.probs(model_input)
 
-    def predict(self, images_bgr: list[np.ndarray], dets: list, crop_expand: float | None = None) -> np.ndarray:
-        """Probabilities for every face of every image, in one batched call."""
+    def predict(self, images_bgr: list[np.ndarray], dets: list, crop_expand: float | None = None,
+                rolls: list | None = None) -> np.ndarray:
+        """Probabilities for every face of every image, in one batched call (``rolls``: per image, as
+        :meth:`FaceEmotionRecognizer.rolls` gives them)."""
         pre = crop_pre(self.pre, crop_expand)
-        inputs = [prepare_faces(img, [d.box for d in ds], pre)[0] for img, ds in zip(images_bgr, dets)]
+        rolls = rolls or [None] * len(dets)
+        inputs = [prepare_faces(img, [d.box for d in ds], pre, r)[0] for img, ds, r in zip(images_bgr, dets, rolls)]
         return self.classify(np.concatenate(inputs)) if inputs else np.zeros((0, len(self.labels)), np.float32)
 
 
@@ -134,11 +154,16 @@ class FaceEmotionRecognizer:
     (a separate small model: see its model card for what it can and cannot tell, and its license).
     ``tta``: ``none`` (default), ``flip`` (2 views: ~2x the classification time, +0.3 points on FER-2013) or
     ``ten`` (5 shifts x flip, 10x): the same views ``emotionlab evaluate --tta`` scores, averaged probabilities.
+    ``align``: turn each crop with the head's roll, measured from the detector's eye keypoints (BlazeFace;
+    detectors without keypoints crop as usual); see docs/results_robustness.md for when it pays.
+    ``min_confidence``: a face whose top (calibrated, see the model card's temperature) score is below it is
+    labelled ``uncertain``; its scores are kept. None or 0: always the top class.
     """
 
     def __init__(self, model: str = "default", detector: str = "auto", device: str = "cpu", backend: str = "auto",
                  threads: int | None = None, min_detection_score: float | None = None,
-                 attributes=("emotion",), gender_model: str = "gender", tta: str = "none"):
+                 attributes=("emotion",), gender_model: str = "gender", tta: str = "none", align: bool = False,
+                 min_confidence: float | None = None):
         from ..models.device import resolve_device
         from ..models.hub import load_model
 
@@ -148,6 +173,8 @@ class FaceEmotionRecognizer:
             raise ValueError(f"min_detection_score must be in [0, 1], got {min_detection_score}")
         device = resolve_device(device)  # "nope" / "cuda" without a GPU: one clear error, before any loading
         self.tta = tta
+        self.align = bool(align)
+        self.min_confidence = check_min_confidence(min_confidence)
         self.attributes = parse_attributes(attributes)
         self.loaded = load_model(model, device)
         self.device = device
@@ -192,10 +219,15 @@ class FaceEmotionRecognizer:
         for d, p, c in zip(dets, probs, crops):
             scores = {lab: float(v) for lab, v in zip(self.labels, p)}
             x, y, w, h = d.box
-            faces.append(Face(box=(round(x), round(y), round(w), round(h)),
-                              label=self.labels[int(np.argmax(p))], scores=scores, landmarks=d.landmarks,
-                              detection_score=d.score, crop=c))
+            top = int(np.argmax(p))
+            label = UNCERTAIN if float(p[top]) < self.min_confidence else self.labels[top]
+            faces.append(Face(box=(round(x), round(y), round(w), round(h)), label=label, scores=scores,
+                              landmarks=d.landmarks, detection_score=d.score, crop=c))
         return faces
+
+    def rolls(self, dets: list[Detection]) -> list[float] | None:
+        """Each detection's head roll for the crop when ``align`` is on (else None: upright crops)."""
+        return [eye_roll(d.landmarks) for d in dets] if self.align else None
 
     def predict_images(self, images_bgr: list[np.ndarray]) -> list[list[Face]]:
         """Detect in each image, then classify every face of every image in one batched call."""
@@ -206,7 +238,7 @@ class FaceEmotionRecognizer:
         checkpoint()
         inputs, crops, counts = [], [], []
         for img, ds in zip(images_bgr, dets):
-            x, c = prepare_faces(img, [d.box for d in ds], self.crop_pre)
+            x, c = prepare_faces(img, [d.box for d in ds], self.crop_pre, self.rolls(ds))
             inputs.append(x)
             crops.append(c)
             counts.append(len(ds))
@@ -218,7 +250,8 @@ class FaceEmotionRecognizer:
         if self.gender is not None:  # same crop settings (the usual case): reuse the emotion model's input
             same = self.gender.pre == self.pre and inputs
             gp = (self.gender.classify(np.concatenate(inputs)) if same
-                  else self.gender.predict(images_bgr, dets, self.detector.crop_expand))
+                  else self.gender.predict(images_bgr, dets, self.detector.crop_expand,
+                                           [self.rolls(ds) for ds in dets]))
             labs = self.gender.labels
             for f, p in zip((f for faces in out for f in faces), gp):
                 f.gender = {"label": labs[int(np.argmax(p))], "scores": {k: float(v) for k, v in zip(labs, p)}}

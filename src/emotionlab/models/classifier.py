@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.preprocess import PreprocessConfig
+from .calibration import temperature_of
 from .hub import LoadedModel
 from .onnx import ort_session
 
@@ -65,11 +66,14 @@ class FaceClassifier:
     where the card names one, else the float graph exported from the weights; PyTorch runs the float weights.
     ``threads``: ONNX Runtime intra-op threads (None or 0: 1, a server worker's share, as the recognizer always
     did; ``ort_session`` itself reads 0 as one per core). ``tta``:
-    ``none``, ``flip`` or ``ten``; the probabilities of the views are averaged.
+    ``none``, ``flip`` or ``ten``; the probabilities of the views are averaged. ``calibrated``: divide the
+    logits by the card's fitted temperature (``models.calibration``; 1.0 when the card has none) — off only to
+    fit one.
     """
 
     def __init__(self, loaded_or_name: LoadedModel | str | os.PathLike, device: str | torch.device = "cpu",
-                 backend: str = "auto", threads: int | None = None, tta: str = "none", *, bf16: bool = False):
+                 backend: str = "auto", threads: int | None = None, tta: str = "none", *, bf16: bool = False,
+                 calibrated: bool = True):
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; use auto, onnx or torch")
         if tta not in TTA_MODES:
@@ -81,6 +85,7 @@ class FaceClassifier:
 
             loaded_or_name = load_model(loaded_or_name, device)
         self.loaded: LoadedModel = loaded_or_name
+        self.temperature = temperature_of(self.loaded.card) if calibrated else 1.0
         self.labels: list[str] = self.loaded.labels
         self.preprocess: PreprocessConfig = self.loaded.preprocess
         self.device = device
@@ -147,7 +152,8 @@ class FaceClassifier:
         if n == 0:
             return np.zeros((0, len(self.labels)), np.float32)
         views = tta_views(x, self.tta)
-        p = softmax(self._logits(torch.cat(views) if len(views) > 1 else x), axis=1)
+        z = self._logits(torch.cat(views) if len(views) > 1 else x)
+        p = softmax(z if self.temperature == 1.0 else np.asarray(z, np.float64) / self.temperature, axis=1)
         return p if len(views) == 1 else p.reshape(len(views), n, -1).mean(0).astype(np.float32)
 
     def probs(self, model_input: np.ndarray | torch.Tensor) -> np.ndarray:

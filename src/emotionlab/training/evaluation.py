@@ -11,7 +11,7 @@ from ..data.errors import DataError
 from ..data.ferplus import wants_ferplus_labels
 from ..data.folders import scan_folder
 from ..data.labels import get_label_set
-from .metrics import classification_metrics, plot_confusion, summary_table
+from .metrics import classification_metrics, plot_confusion, plot_reliability, summary_table
 
 
 def _map_predictions(probs: np.ndarray, model_labels: list[str], data_labels: list[str]) -> np.ndarray:
@@ -199,6 +199,15 @@ def run_evaluation(model: str, data: str | Path, split: str | None = "auto", tta
     res.update({"model": loaded.name, "weights": str(loaded.weights), "data": str(data), "split": split, "tta": tta,
                 "backend": "onnxruntime" if use_onnx and not detect else ("pipeline" if detect else "torch"),
                 "ms_per_face": 1000 * elapsed / max(len(y_true), 1)})
+    cal = None
+    if len(probs) and list(loaded.labels) == list(data_labels):  # scores over the data's own classes
+        from ..models.calibration import apply_temperature, calibration_report, temperature_of
+
+        t = temperature_of(loaded.card)
+        raw = apply_temperature(probs, 1.0 / t)  # the scores before the card's temperature: exact inverse
+        cal = calibration_report(raw, y_true, t)
+        res.update({"ece": cal["ece"], "ece_uncalibrated": cal["ece_uncalibrated"], "temperature": t,
+                    "reliability": cal["reliability"], "reliability_uncalibrated": cal["reliability_uncalibrated"]})
     if not detect and ferplus is not None:
         res["labels_from"] = relabel
     if detect:
@@ -212,6 +221,8 @@ def run_evaluation(model: str, data: str | Path, split: str | None = "auto", tta
         out.mkdir(parents=True, exist_ok=True)
         plot_confusion(res["confusion_matrix"], data_labels, out / "confusion.png",
                        f"{loaded.name} {split} acc {res['accuracy']:.3f}")
+        if cal is not None:
+            plot_reliability(cal, out / "reliability.png", f"{loaded.name} {split}")
     if occlude:
         from ..explain.occlusion_study import occlusion_table
 

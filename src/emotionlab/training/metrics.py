@@ -59,6 +59,34 @@ def plot_confusion(cm: list[list[int]], labels: list[str], path, title: str = ""
     plt.close(fig)
 
 
+def plot_reliability(report: dict, path, title: str = "") -> None:
+    """Reliability diagram (``models.calibration.calibration_report``): accuracy against top-score confidence
+    per bin, raw and calibrated, with the diagonal a calibrated model follows."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.6, 4.4))
+    ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls="--", label="calibrated")
+    for key, name, color in (("reliability_uncalibrated", f"raw (ECE {report['ece_uncalibrated']:.3f})", "C3"),
+                             ("reliability", f"T={report['temperature']:g} (ECE {report['ece']:.3f})", "C0")):
+        r = report[key]
+        pts = [(c, a) for c, a, n in zip(r["confidence"], r["accuracy"], r["count"]) if n]
+        if pts:
+            ax.plot(*zip(*pts), marker="o", ms=3, color=color, label=name)
+    ax.set_xlabel("confidence (top score)")
+    ax.set_ylabel("accuracy")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend(loc="upper left", fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def summary_table(res: dict, title: str):
     """The per-class table of :func:`classification_metrics` output, for the terminal."""
     from rich.table import Table
@@ -69,6 +97,9 @@ def summary_table(res: dict, title: str):
     for lab, m in res["per_class"].items():
         t.add_row(lab, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", str(m["support"]))
     t.add_row("[bold]overall", "", f"acc {res['accuracy']:.4f}", f"macro {res['macro_f1']:.4f}", str(res["n"]))
+    if res.get("ece") is not None:  # expected calibration error of the scores, and without the temperature
+        t.add_row("calibration", f"T {res.get('temperature', 1.0):g}", f"ECE {res['ece']:.3f}",
+                  f"raw {res['ece_uncalibrated']:.3f}", "")
     over, labels = res.get("macro_f1_classes"), res.get("labels") or list(res["per_class"])
     if over is not None and len(over) < len(labels):  # say which classes the macro average is over
         t.caption = (f"macro-F1 over the {len(over)} classes present in the data; over all {len(labels)} labels "
