@@ -517,3 +517,18 @@ def test_tracker_follows_the_services_face_dicts():
     assert face.face_id == 1 and face.scores["sad"] == pytest.approx(0.5 * 0.5 + 0.5 * 0.8)
     assert not hasattr(__import__("emotionlab.serve.app", fromlist=["x"]), "StreamSmoother")
     assert json.dumps(a2) and np.isfinite(list(a2["scores"].values())).all()
+
+
+def test_min_confidence_per_request_relabels_without_touching_scores():
+    client = TestClient(create_app(FakeRecognizer(), FakeText()))
+    img = jpeg()
+    base = client.post("/v1/faces", content=img).json()["faces"][0]
+    assert base["label"] != "uncertain" and max(base["scores"].values()) == pytest.approx(0.7)
+    r = client.post("/v1/faces?min_confidence=0.8", content=img).json()["faces"][0]
+    assert r["label"] == "uncertain" and r["scores"] == base["scores"]
+    assert client.post("/v1/faces?min_confidence=0.6", content=img).json()["faces"][0]["label"] == base["label"]
+    for bad in ("1", "-0.1", "nan", "high"):
+        resp = client.post(f"/v1/faces?min_confidence={bad}", content=img)
+        assert resp.status_code == 422, (bad, resp.text)
+    with pytest.raises(ValueError, match="min_confidence"):
+        create_app(FakeRecognizer(), FakeText(), min_confidence=1.5)

@@ -49,6 +49,9 @@ def serve(
     text_weight: float = typer.Option(0.5, callback=bounds(0), help="Fusion weight of the text in /v1/analyze."),
     attributes: str = typer.Option("emotion", help="Per-face outputs: emotion, or emotion,gender to add apparent "
                                                    "gender (see the gender model card for its limits)."),
+    min_confidence: float = typer.Option(0.0, "--min-confidence", callback=bounds(0, 1, hi_open=True),
+                                         help="Label a face 'uncertain' when its top calibrated score is below "
+                                              "this (requests may pass their own)."),
     tta: str = typer.Option("none", "--tta", help="Test-time augmentation of the face classifier: none | flip "
                                                   "(2x classify time) | ten (10x; 72.3 % vs 71.2 % for default)."),
     preload: bool = typer.Option(True, "--preload/--lazy", help="Load the models at start (fail fast)."),
@@ -72,6 +75,7 @@ def serve(
                                  max_pixels=max_pixels, max_images=max_images, timeout_s=timeout, face_weight=face_weight,
                                  text_weight=text_weight, preload=preload,
                                  attributes=attributes, tta=tta, max_pending=max_pending,
+                                 min_confidence=min_confidence,
                                  max_batch_pixels=max_batch_pixels, max_connections=max_connections,
                                  keep_alive_s=keep_alive, body_timeout_s=body_timeout, body_min_rate=body_min_rate,
                                  header_timeout_s=header_timeout,

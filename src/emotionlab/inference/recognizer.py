@@ -114,6 +114,13 @@ def check_min_confidence(p: float | None) -> float:
     return v
 
 
+def label_of(scores: dict[str, float], min_confidence: float = 0.0) -> str:
+    """The top class of ``scores``, or ``uncertain`` when its score is below ``min_confidence``: how the
+    recognizer labels a face, for surfaces that relabel per request (the server's ``min_confidence``)."""
+    top = max(scores, key=scores.__getitem__)
+    return UNCERTAIN if float(scores[top]) < min_confidence else top
+
+
 def crop_pre(pre, crop_expand: float | None):
     """The model's preprocessing, with the detector's own crop expansion where it has one (``none``: 1.0)."""
     from dataclasses import replace

@@ -66,7 +66,7 @@ def create_app(face_recognizer: Any = None, text_model: Any = None, settings: Se
             from ..inference import FaceEmotionRecognizer
 
             return FaceEmotionRecognizer(model=s.face_model, detector=s.detector, device=s.device, backend=s.backend,
-                                         attributes=s.attributes, tta=s.tta)
+                                         attributes=s.attributes, tta=s.tta, min_confidence=s.min_confidence)
 
     faces = FacePool(s.workers, factory=face_factory, instance=face_recognizer)
 

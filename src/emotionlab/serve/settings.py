@@ -61,6 +61,7 @@ class ServeSettings:
     preload: bool = False
     torch_threads: int | None = None
     attributes: tuple[str, ...] = ("emotion",)  # ("emotion", "gender") adds apparent gender: opt-in at start
+    min_confidence: float = 0.0  # faces whose top calibrated score is below this are labelled "uncertain"
     tta: str = "none"  # test-time augmentation of the face classifier (none | flip | ten): chosen at start, the
                        # cost (2x / 10x classification) is the operator's choice, not each client's
 
@@ -80,6 +81,8 @@ class ServeSettings:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ValueError(f"serve setting {name} must be a finite number of seconds > 0, got {v}")
+        if not (isinstance(self.min_confidence, (int, float)) and 0.0 <= self.min_confidence < 1.0):
+            raise ValueError(f"serve setting min_confidence must be a number in [0, 1), got {self.min_confidence}")
         for name in ("face_weight", "text_weight"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):

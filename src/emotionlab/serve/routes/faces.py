@@ -5,11 +5,23 @@ import time
 
 from fastapi import APIRouter, Depends, Query, Request
 
+from ...inference.recognizer import label_of
 from ..errors import ERRORS, ApiError, clean_detail
 from ..imaging import ImageInputError
 from ..state import ServeState, get_state, read_upload, read_uploads
 
 router = APIRouter()
+MIN_CONF_DOC = ("Label a face 'uncertain' when its top calibrated score is below this (default: the server's "
+                "--min-confidence)")
+
+
+def relabel(faces: list[dict], min_confidence: float | None) -> None:
+    """Apply a request's ``min_confidence`` to face dicts (their scores are kept as they are)."""
+    if min_confidence is None:
+        return
+    for f in faces:
+        if f.get("scores"):
+            f["label"] = label_of(f["scores"], min_confidence)
 
 IMAGE_BODY = {"requestBody": {"required": True, "content": {
     "multipart/form-data": {"schema": {"type": "object", "properties": {
@@ -25,6 +37,7 @@ BATCH_BODY = {"requestBody": {"required": True, "content": {
 @router.post("/v1/faces", summary="Faces and their emotions in one image", openapi_extra=IMAGE_BODY,
              responses=ERRORS)
 async def v1_faces(request: Request, debug: bool = Query(False, description="Include the model's crop (PNG)"),
+                   min_confidence: float | None = Query(None, ge=0.0, lt=1.0, description=MIN_CONF_DOC),
                    st: ServeState = Depends(get_state)):
     """Send the image as multipart field ``image`` or as the raw body (any declared type; it is sniffed)."""
     t0 = time.perf_counter()
@@ -33,6 +46,7 @@ async def v1_faces(request: Request, debug: bool = Query(False, description="Inc
         raise ApiError(422, "missing_image", "multipart body has no file part; send the image as field 'image'")
     st.probe(data, "image")  # empty / not an image / too many pixels: answered now, not after the queue
     out = await st.offload(st.detect, data, debug, "image")
+    relabel(out.get("faces", []), min_confidence)
     out["took_ms"] = round((time.perf_counter() - t0) * 1000, 2)
     return out
 
@@ -40,6 +54,7 @@ async def v1_faces(request: Request, debug: bool = Query(False, description="Inc
 @router.post("/v1/faces/batch", summary="Faces and their emotions in several images", openapi_extra=BATCH_BODY,
              responses=ERRORS)
 async def v1_faces_batch(request: Request, debug: bool = Query(False, description="Include the crops (PNG)"),
+                         min_confidence: float | None = Query(None, ge=0.0, lt=1.0, description=MIN_CONF_DOC),
                          st: ServeState = Depends(get_state)):
     """Send the images as repeated multipart file parts (field ``images``). A bad image is an error item
     (``{index, filename, error, detail}``) and the others are still answered; results keep the order sent.
@@ -75,6 +90,7 @@ async def v1_faces_batch(request: Request, debug: bool = Query(False, descriptio
         for idx, fields in found.items():
             items[idx].update(fields)
     for it in items:
+        relabel(it.get("faces", []), min_confidence)
         if "detail" in it:  # item errors go to the client as they are: no object reprs
             it["detail"] = clean_detail(it["detail"])
     out = {"results": items, "model": model, "n_images": len(items),
