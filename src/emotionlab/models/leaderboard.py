@@ -258,7 +258,7 @@ def render_leaderboard(docs: str | os.PathLike | None = None) -> str:
            "[data](results_data.md) · [pipeline](results_pipeline.md) · [peers](results_peers.md) · "
            "[explain](results_explain.md) · [robustness](results_robustness.md) · [gender](results_gender.md) · "
            "[text](results_text.md) · [serve](results_serve.md) · [hostile inputs](results_hostile.md) · "
-           "[classic nets at an equal budget](results_zoo_budget.md).", "",
+           "[classic nets](results_zoo.md) · [training speed](results_training.md).", "",
            "## Shipped models", ""]
     out += _shipped_table(s) + [""]
     out += ["## FER-2013 PrivateTest (7 classes)", "",
