@@ -1,7 +1,7 @@
 """Do averaged shipped face models beat the best single one? TTA-averaged probabilities, weighted means, PublicTest.
 
-    .venv/bin/python benchmarks/face_ensembles.py [--models emonet_m_fer2013,emonet_s_fer2013,emonet_f_fer2013,
-        emonet_t_fer2013] [--weights 1,2,3] [--tta flip|ten|none] [--threads 2] [--json out/ensembles.json]
+    .venv/bin/python benchmarks/face_ensembles.py [--models emonet_m_fer2013,emonet_m_s1_fer2013,
+        emonet_f_robust_fer2013] [--weights 1,2,3] [--tta flip|ten|none] [--threads 2] [--json out/ensembles.json]
         [--cache out/ens_cache]
 
 A member with a larger label set (FER+'s 8 classes) joins with its FER-2013 classes, renormalized: contempt has
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     from emotionlab.training.engine import predict_proba
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default="emonet_m_fer2013,emonet_s_fer2013,emonet_f_fer2013,emonet_t_fer2013")
+    ap.add_argument("--models", default="emonet_m_fer2013,emonet_m_s1_fer2013,emonet_f_robust_fer2013")
     ap.add_argument("--weights", default="1,2,3", help="weights tried for the first model")
     ap.add_argument("--data", default=str(default_fer2013_csv()))
     ap.add_argument("--tta", default="flip", choices=("none", "flip", "ten"))

@@ -1,6 +1,6 @@
 """Static int8 quantization of a shipped face model: which settings keep its accuracy, and how fast is it?
 
-    .venv/bin/python benchmarks/int8_check.py [--models emonet_f_robust_fer2013,emonet_f_kd_fer2013]
+    .venv/bin/python benchmarks/int8_check.py [--models emonet_f_robust_fer2013,ferplus]
         [--configs base,reduce_range,first_conv,...] [--json out/int8.json] [--md out/int8.md]
 
 Why: on a CPU without AVX-512 EmoNet-F takes ~1.5-1.8 ms per face in ONNX Runtime (float). Every setting is
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     from emotionlab.models.hub import load_model
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default="emonet_f_robust_fer2013,emonet_f_kd_fer2013")
+    ap.add_argument("--models", default="emonet_f_robust_fer2013")
     ap.add_argument("--configs", default=",".join(CONFIGS))
     ap.add_argument("--data", default=str(default_fer2013_csv()))
     ap.add_argument("--rounds", type=int, default=3, help="latency rounds (float and int8 interleaved)")

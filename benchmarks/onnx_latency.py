@@ -1,7 +1,7 @@
 """ONNX Runtime CPU latency per face of face architectures (weights do not change the time; no data needed).
 
     .venv/bin/python benchmarks/onnx_latency.py [--models emonet_t,emonet_n,emonet_f,emonet_s,emonet_m] [--threads 1]
-    .venv/bin/python benchmarks/onnx_latency.py --models '' --shipped fast,emonet_n_fer2013 --rounds 5
+    .venv/bin/python benchmarks/onnx_latency.py --models '' --shipped fast,ferplus --rounds 5
 
 Why: the `fast` model must stay under 1 ms per face with ONNX Runtime on this CPU; this is the check.
 ``--shipped`` times the graphs the pipeline runs for shipped models (an int8 model's own graph), in interleaved

@@ -11,7 +11,7 @@ import torch
 
 from emotionlab.models.classifier import FaceClassifier, ort_session, softmax, to_input, tta_views
 
-MODEL = "emonet_t_fer2013"  # the smallest shipped float model: a fast ONNX export
+MODEL = "emonet_f_robust_fer2013"  # the smallest shipped float model (`fast`'s float source)
 
 
 @pytest.fixture(scope="module")

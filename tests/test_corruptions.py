@@ -81,10 +81,11 @@ def _bench(name):
 
 def test_face_ensembles_picks_on_publictest(tiny_fer_csv, tmp_path):
     js = tmp_path / "e.json"
-    assert _bench("face_ensembles").main(["--data", str(tiny_fer_csv), "--models", "fast,emonet_t_fer2013",
+    assert _bench("face_ensembles").main(["--data", str(tiny_fer_csv), "--models",
+                                          "fast,emonet_f_robust_fer2013",
                                           "--weights", "1,2", "--threads", "1", "--json", str(js)]) == 0
     res = json.loads(js.read_text())
-    # fast alone, emonet_t alone, and the pair at anchor weights 1 and 2
+    # fast alone, its float source alone, and the pair at anchor weights 1 and 2
     assert len(res["rows"]) == 4
     assert res["best"]["PublicTest"] == max(r["PublicTest"] for r in res["rows"])
 
@@ -92,8 +93,9 @@ def test_face_ensembles_picks_on_publictest(tiny_fer_csv, tmp_path):
 def test_int8_check_reports_both_graphs(tiny_fer_csv, tmp_path):
     js = tmp_path / "q.json"
     md = tmp_path / "q.md"
-    assert _bench("int8_check").main(["--data", str(tiny_fer_csv), "--models", "emonet_t_fer2013", "--configs",
-                                      "base,first_conv", "--rounds", "1", "--json", str(js), "--md", str(md)]) == 0
+    assert _bench("int8_check").main(["--data", str(tiny_fer_csv), "--models", "emonet_f_robust_fer2013",
+                                      "--configs", "base,first_conv", "--rounds", "1", "--json", str(js),
+                                      "--md", str(md)]) == 0
     res = json.loads(js.read_text())
     rows = {r["config"]: r for r in res["rows"]}
     assert set(rows) == {"float", "base", "first_conv"}
@@ -101,6 +103,6 @@ def test_int8_check_reports_both_graphs(tiny_fer_csv, tmp_path):
         assert r["ms_per_face"] > 0 and 0.0 <= r["PublicTest"] <= 1.0 and 0.0 <= r["PrivateTest"] <= 1.0
     assert rows["base"]["float_nodes"] == [] and len(rows["first_conv"]["float_nodes"]) == 1
     assert 0 < rows["first_conv"]["calibration_faces"] <= 70  # capped at the tiny training split
-    assert md.read_text().count("| emonet_t_fer2013 |") == 3
+    assert md.read_text().count("| emonet_f_robust_fer2013 |") == 3
     with pytest.raises(SystemExit):
         _bench("int8_check").main(["--data", str(tiny_fer_csv), "--configs", "nope"])

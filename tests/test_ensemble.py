@@ -135,10 +135,11 @@ def test_shipping_an_ensemble_needs_shipped_members(tmp_path):
 def test_ensemble_of_shipped_names_pins_aliases(tmp_path):
     from emotionlab.models.hub import aliases
 
-    res = CliRunner().invoke(app, ["models", "ensemble", "fast", "emonet_f_fer2013", "--out", str(tmp_path / "e")])
+    res = CliRunner().invoke(app, ["models", "ensemble", "fast", "emonet_f_robust_fer2013",
+                                   "--out", str(tmp_path / "e")])
     assert res.exit_code == 0, res.output
     card = json.loads((tmp_path / "e" / "ensemble.json").read_text())
-    assert [m["model"] for m in card["members"]] == [aliases()["fast"], "emonet_f_fer2013"]
+    assert [m["model"] for m in card["members"]] == [aliases()["fast"], "emonet_f_robust_fer2013"]
     lm = load_model(tmp_path / "e")
     x = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 1, 48, 48), dtype=np.float32))
     with torch.no_grad():

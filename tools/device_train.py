@@ -8,7 +8,7 @@ deadline, and packs every run (best weights with large tensors in float16, model
 into one tar split into <= 15 MiB parts. Here, ``cat results.tar.part* | tar x`` restores ``runs/<job>/``.
 
     python3 tools/device_train.py --data .device/fer_trainval.npz --out $OUT --budget 480 \\
-        --job m_mix=configs/emonet_m_gpu.yaml --job f_plain=configs/emonet_f_gpu.yaml
+        --job m_nomix=configs/emonet_m_gpu_nomix.yaml --job f_plain=configs/emonet_f_gpu.yaml
 """
 from __future__ import annotations
 

@@ -123,7 +123,7 @@ class AlexNetSmall(nn.Module):
         )
         # He init: with PyTorch's default (kaiming_uniform, a=sqrt(5)) each conv/ReLU layer of this plain,
         # BN-free stack shrinks the signal variance ~6x, so at init the logits are ~constant and on FER-2013 the
-        # net sat on the majority class for 3 epochs (docs/RESULTS.md, zoo budget table).
+        # net sat on the majority class for 3 epochs (docs/results_zoo_budget.md).
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
