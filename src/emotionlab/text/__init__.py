@@ -7,8 +7,9 @@
 """
 from __future__ import annotations
 
-from .classifier import KINDS, TextEmotionClassifier
+from .classifier import TextEmotionClassifier
 from .ensemble import TextEnsemble
 from .hub import load_text_model, shipped_text_models
+from .store import KINDS
 
 __all__ = ["KINDS", "TextEmotionClassifier", "TextEnsemble", "load_text_model", "shipped_text_models"]

@@ -8,7 +8,6 @@ sorted by score. Saved models are one JSON file (config, vocabularies, card) plu
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -19,9 +18,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from .backends.base import tune_thresholds
 from .normalize import check_text
+from .store import FORMAT_VERSION, KINDS, backend_arrays, read_model_files, write_model_files
 
-KINDS = ("naive_bayes", "tfidf_lr", "tfidf_svm", "embed_lr", "embed_mlp", "finetune", "ensemble")
-FORMAT_VERSION = 1
 
 
 class TextEmotionClassifier(ClassifierMixin, BaseEstimator):
@@ -33,12 +31,18 @@ class TextEmotionClassifier(ClassifierMixin, BaseEstimator):
     """
 
     multi_label: bool = False  # set by fit / load
+    _by_kind: dict[str, type[TextEmotionClassifier]] = {}  # subclasses with a kind of their own (ensemble)
     thresholds: np.ndarray | None = None  # multi-label decision thresholds, tuned on validation
 
     def __init__(self, kind: str = "tfidf_lr", name: str | None = None, **params: Any):
         self.kind = kind
         self.name = name
         self.params = params
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if isinstance(cls.__dict__.get("kind"), str):
+            TextEmotionClassifier._by_kind[cls.kind] = cls
 
     # -- scikit-learn parameters
     def get_params(self, deep: bool = True) -> dict[str, Any]:
@@ -100,9 +104,7 @@ class TextEmotionClassifier(ClassifierMixin, BaseEstimator):
     def ensemble(cls, members: list[TextEmotionClassifier], weights: list[float] | None = None,
                  name: str = "ensemble") -> TextEmotionClassifier:
         """Weighted average of already fitted members that share a label set (a ``TextEnsemble``)."""
-        from .ensemble import TextEnsemble
-
-        return TextEnsemble.of(members, weights, name=name)
+        return TextEmotionClassifier._by_kind["ensemble"].of(members, weights, name=name)
 
     def _targets(self, X, y, labels, multi_label) -> tuple[list[str], np.ndarray, list, bool]:
         """Texts, class ids (or an (N, C) 0/1 matrix), label names and multi-label flag from ``fit``'s inputs."""
@@ -252,52 +254,21 @@ class TextEmotionClassifier(ClassifierMixin, BaseEstimator):
 
     @classmethod
     def _from_state(cls, cfg: dict, arrays: dict[str, np.ndarray]) -> TextEmotionClassifier:
-        if cfg["kind"] == "ensemble":
-            from .ensemble import TextEnsemble
-
-            return TextEnsemble._from_state(cfg, arrays)
+        if cfg["kind"] in TextEmotionClassifier._by_kind:  # an ensemble
+            return TextEmotionClassifier._by_kind[cfg["kind"]]._from_state(cfg, arrays)
         self = TextEmotionClassifier(cfg["kind"], name=cfg.get("name") or cfg["kind"], **cfg.get("params", {}))
         self._load_config(cfg)
-        p = cfg["prefix"]
-        self.backend.load_state(cfg["backend"], {k[len(p):]: v for k, v in arrays.items() if k.startswith(p)})
+        self.backend.load_state(cfg["backend"], backend_arrays(cfg, arrays))
         return self
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write ``path.json`` + ``path.safetensors`` (``path`` without suffix; a folder gets ``model.*``)."""
-        from safetensors.numpy import save_file
-
-        path = Path(path)
-        if path.suffix in (".json", ".safetensors"):
-            path = path.with_suffix("")
-        elif path.is_dir():
-            path = path / "model"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        cfg, arrays = self._state()
-        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(path) + ".safetensors")
-        Path(str(path) + ".json").write_text(json.dumps(cfg, ensure_ascii=False))
-        return Path(str(path) + ".json")
+        return write_model_files(path, *self._state())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> TextEmotionClassifier:
         """Inverse of ``save``: a ``.json`` file, its stem, or a folder holding ``model.json``."""
-        from safetensors.numpy import load_file
-
-        path = Path(path)
-        if path.is_dir():
-            path = path / "model.json"
-        if path.suffix != ".json":
-            path = Path(str(path) + ".json") if not path.suffix else path.with_suffix(".json")
-        st = path.with_suffix(".safetensors")
-        for f in (path, st):
-            if not f.exists():
-                raise FileNotFoundError(f"{f}: text model file not found")
-        try:
-            cfg = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ValueError(f"{path}: not a text model config ({e})") from None
-        if not isinstance(cfg, dict) or cfg.get("kind") not in KINDS:
-            raise ValueError(f"{path}: not a text model config (field 'kind' must be one of {KINDS})")
-        return TextEmotionClassifier._from_state(cfg, load_file(str(st)))
+        return TextEmotionClassifier._from_state(*read_model_files(path))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(kind={self.kind!r}, name={self.name!r}, labels={self.labels})"

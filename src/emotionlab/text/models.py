@@ -21,11 +21,13 @@ from .backends.finetune import _FineTune, _from_int8_rows, _int8_rows
 from .backends.naive_bayes import _NaiveBayes
 from .backends.tfidf_lr import _TfidfLR, _word_ngrams
 from .backends.tfidf_svm import _CalibratedSVM, _TfidfSVM
-from .classifier import FORMAT_VERSION, KINDS, TextEmotionClassifier
+from .classifier import TextEmotionClassifier
 from .ensemble import TextEnsemble, _member_probas
 from .minilm import _FROZEN_MINILM, encoder_view, load_encoder, share_frozen
+from .store import FORMAT_VERSION, KINDS, read_model_files, write_model_files
 
 __all__ = ["FORMAT_VERSION", "KINDS", "TextEmotionClassifier", "TextEnsemble", "encoder_view", "load_encoder",
+           "read_model_files", "write_model_files",
            "share_frozen", "tune_thresholds", "_BACKENDS", "_Backend", "_CalibratedSVM", "_EmbedLR", "_EmbedMLP",
            "_FROZEN_MINILM", "_FineTune", "_Linear", "_NaiveBayes", "_TfidfLR", "_TfidfSVM", "_dense_linear",
            "_from_int8_rows", "_int8_rows", "_member_probas", "_sigmoid", "_softmax", "_val_score", "_word_ngrams"]

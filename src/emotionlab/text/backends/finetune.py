@@ -199,15 +199,19 @@ class _FineTune(_Backend):
 
     def _encoder_from(self, path: str) -> dict[str, np.ndarray]:
         """The tuned encoder layers (no head) of the fine-tuned text model saved at ``path``."""
-        from ..classifier import TextEmotionClassifier
+        from ..store import backend_arrays, read_model_files
 
-        src = TextEmotionClassifier.load(path)
-        if src.kind != "finetune":
-            raise ValueError(f"init_encoder {path}: a {src.kind} model; expected a fine-tuned (finetune) model")
-        self.encoder_source = {"path": str(path), "name": src.name, "dataset": src.card.get("dataset"),
-                               "labels": len(src.labels), "multi_label": src.multi_label,
-                               "params": src.params, "n_train": src.card.get("n_train")}
-        return {k: v for k, v in src.backend._tuned_state().items() if k.startswith("enc.")}
+        cfg, arrays = read_model_files(path)
+        if cfg["kind"] != "finetune":
+            raise ValueError(f"init_encoder {path}: a {cfg['kind']} model; expected a fine-tuned (finetune) model")
+        src = _FineTune(**cfg.get("params", {}))
+        src.load_state(cfg["backend"], backend_arrays(cfg, arrays))
+        card = cfg.get("card", {})
+        self.encoder_source = {"path": str(path), "name": cfg.get("name") or cfg["kind"],
+                               "dataset": card.get("dataset"), "labels": len(cfg["labels"]),
+                               "multi_label": bool(cfg["multi_label"]), "params": dict(cfg.get("params", {})),
+                               "n_train": card.get("n_train")}
+        return {k: v for k, v in src._tuned_state().items() if k.startswith("enc.")}
 
     def _tuned_state(self) -> dict[str, np.ndarray]:
         sd = {f"enc.{k}": v.detach().clone().numpy() for k, v in self.enc.state_dict().items()
