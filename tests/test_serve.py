@@ -72,7 +72,7 @@ class FakeText:
     multi_label = False
     name = "fake-text"
 
-    def predict(self, texts):
+    def __call__(self, texts):
         out = []
         for t in texts:
             if not t.strip():

@@ -72,11 +72,11 @@ def text_cmd(
         except DataError as e:
             fail(str(e))
         return
-    preds = clf.predict(texts, top_k=top_k)
+    preds = clf(texts, top_k=top_k)
     decided = clf.predict_labels(texts)
     if json_out:
         # multi-label: "label" is the best-scoring label over its threshold (None when no label passes)
-        print_json([{"text": t, "label": d if not clf.multi_label else next((r["label"] for r in clf.predict([t])[0]
+        print_json([{"text": t, "label": d if not clf.multi_label else next((r["label"] for r in clf([t])[0]
                                                                              if r["label"] in d), None),
                      **({"labels": d} if clf.multi_label else {}), "scores": p, "model": clf.name}
                     for t, p, d in zip(texts, preds, decided)])

@@ -137,7 +137,7 @@ class TextModels:
         with lock:
             checkpoint()  # abandoned while it waited for the model
             try:
-                preds = model.predict(texts)
+                preds = model(texts)  # per text: [{"label", "score"}], best first
             except ValueError as e:
                 raise ApiError(422, "invalid_text", str(e)) from e
         return {"model": getattr(model, "name", name or "default"), "labels": list(model.labels),

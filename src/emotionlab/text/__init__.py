@@ -2,11 +2,14 @@
 
     from emotionlab.text import load_text_model
     clf = load_text_model("default")
-    clf.predict(["I can't believe it!"])  # [[{"label": ..., "score": ...}, ...]]
+    clf(["I can't believe it!"])          # [[{"label": ..., "score": ...}, ...]]
+    clf.predict(["I can't believe it!"])  # array(['surprise'], ...): scikit-learn's predict
 """
 from __future__ import annotations
 
+from .classifier import TextEmotionClassifier
+from .ensemble import TextEnsemble
 from .hub import load_text_model, shipped_text_models
-from .models import KINDS, TextEmotionClassifier
+from .store import KINDS
 
-__all__ = ["KINDS", "TextEmotionClassifier", "load_text_model", "shipped_text_models"]
+__all__ = ["KINDS", "TextEmotionClassifier", "TextEnsemble", "load_text_model", "shipped_text_models"]

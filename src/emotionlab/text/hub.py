@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .models import TextEmotionClassifier
+from .classifier import TextEmotionClassifier
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 SHIPPED = ("tweeteval", "carer", "goemotions", "crowdflower")

@@ -11,8 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from .backends.base import _val_score, tune_thresholds
+from .classifier import TextEmotionClassifier
 from .datasets import TextDataset
-from .models import TextEmotionClassifier, _val_score, tune_thresholds
 
 #: Default grids per model kind (small: a laptop CPU, tuned on validation).
 GRIDS: dict[str, list[dict[str, Any]]] = {
