@@ -72,6 +72,7 @@ def test_tune_bias_cli_writes_a_shippable_run_with_its_record(tiny_fer_csv, tmp_
                                  "disgust,fear", "--out", str(out), "--lo", "-0.5", "--hi", "0.5", "--step", "0.5"])
     assert r.exit_code == 0, r.output
     card = json.loads((out / "best.json").read_text())
+    assert card["schema_version"] == 1  # written through ModelCard
     rec = card["logit_bias"]
     assert set(rec["biases"]) == {"disgust", "fear"} and rec["layer"] == "fc.bias"
     assert all(v in (-0.5, 0.0, 0.5) for v in rec["biases"].values())

@@ -191,6 +191,7 @@ def test_quantize_cli_scores_times_and_aliases(tiny_fer_csv, tmp_path, monkeypat
                              env={"COLUMNS": "200"})
     assert res.exit_code == 0, res.output
     card = json.loads((out / "cli_int8.json").read_text())
+    assert card["schema_version"] == 1  # written through ModelCard
     assert set(card["metrics"]) >= {"PublicTest", "PrivateTest", "PrivateTest+tta_flip", "evaluated"}
     assert card["metrics"]["PrivateTest"]["backend"] == "onnxruntime"
     lat = card["onnx_graph"]["latency"]

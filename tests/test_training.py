@@ -588,6 +588,7 @@ def test_models_ship_fp16_halves_large_tensors_and_records_metrics(tiny_fer_csv,
     assert big and all(sd[k].dtype == torch.float16 for k in big)
     assert all(v.dtype != torch.float16 for v in sd.values() if v.numel() < 4096)
     card = json.loads((tmp_path / "weights" / "tiny_t.json").read_text())
+    assert card["schema_version"] == 1 and card["name"] == "tiny_t" and card["status"] == "final"
     assert "float16" in card["storage"] and card["metrics"]["PrivateTest"]["n"] > 0
     full, half = hub.load_model(run).model, hub.load_model("tiny_t").model
     x = torch.randn(4, 1, 48, 48)

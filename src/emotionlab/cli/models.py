@@ -38,7 +38,7 @@ def models_list(pattern: str = typer.Argument("*", help="Shell-style filter, e.g
     from rich.table import Table
 
     from ..models import count_mflops, count_params, create_model, get_entry, list_models
-    from ..models.hub import aliases, shipped_models
+    from ..models.hub import aliases, read_card, shipped_models
 
     rows = []
     for name in list_models(pattern):
@@ -51,7 +51,10 @@ def models_list(pattern: str = typer.Argument("*", help="Shell-style filter, e.g
         tags = [a for a, t in al.items() if t == name]
         if not any(fnmatch.fnmatch(n, pattern) for n in (name, *tags)):  # 'default' finds the default model
             continue
-        card = json.loads(cpath.read_text())
+        try:
+            card = read_card(cpath)
+        except ValueError as e:  # a broken shipped card: one line naming the file and the field
+            fail(str(e))
         acc = card.get("metrics", {}).get("PrivateTest", {}).get("accuracy")
         fp8 = " (FER+ labels, 8 classes)" if card.get("label_set") == "ferplus8" else ""
         desc = f"{card['arch']}; PrivateTest{fp8} acc {acc:.4f}" if acc else card["arch"]
