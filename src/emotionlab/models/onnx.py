@@ -140,7 +140,7 @@ def shipped_graph(lm) -> Path | None:
     if _VERIFIED[key] != g["sha256"]:
         raise ValueError(f"{path}: sha256 {_VERIFIED[key][:16]}... does not match its model card "
                          f"({str(g['sha256'])[:16]}...): the graph was changed or damaged; re-run "
-                         "`emotionlab models quantize`")
+                         "`emotionlab maintain quantize`")
     return path
 
 
