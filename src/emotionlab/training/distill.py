@@ -12,6 +12,8 @@ from .config import TrainConfig
 
 
 def targets(ds, num_classes: int, cfg: TrainConfig, teacher: np.ndarray | None = None) -> torch.Tensor:
+    """The training targets: one-hot labels, mixed with the FER+ vote shares and the teachers' probabilities
+    by their configured weights (soft targets carry the annotators' and teachers' uncertainty)."""
     t = np.eye(num_classes, dtype=np.float32)[ds.labels]
     if ds.soft is not None and cfg.ferplus_weight > 0:
         w = cfg.ferplus_weight

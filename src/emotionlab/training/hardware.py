@@ -12,18 +12,21 @@ from torch import nn
 
 
 def pick_device(name: str = "auto") -> torch.device:
+    """``auto``: the GPU when there is one (``--device`` is checked by ``models.device.resolve_device`` first)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
 
 
 def hardware_string(device: torch.device) -> str:
+    """What the card records as the run's hardware: the GPU's name, or the CPU and its thread count."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
 
 
 def autocast_ctx(device: torch.device, enabled: bool):
+    """bf16 autocast on the device when enabled, else a no-op context (one code path for both)."""
     if not enabled:
         return contextlib.nullcontext()
     if device.type == "cuda":

@@ -13,6 +13,7 @@ from .config import OPTIMIZERS, SCHEDULES, TrainConfig
 
 def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
                        smoothing: float = 0.0) -> torch.Tensor:
+    """Cross-entropy against soft targets (FER+ votes, teachers), optionally class-weighted and smoothed."""
     if smoothing > 0:
         target = target * (1 - smoothing) + smoothing / target.shape[1]
     logp = F.log_softmax(logits.float(), dim=1)
