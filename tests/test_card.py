@@ -161,3 +161,19 @@ def test_old_release_names_still_work_with_a_note(tmp_path):
     help_text = runner.invoke(app, ["models", "--help"], env={"COLUMNS": "200"}).output
     assert "list" in help_text and all(f" {n} " not in help_text for n in ("ship", "quantize", "tune-bias"))
     assert runner.invoke(app, ["maintain", "--help"]).exit_code == 0
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["maintain", "ship", "WS/run", "--name", "../evil"], "--name '../evil'"),
+    (["maintain", "ship", "WS/run", "--name", "aliases"], "--name 'aliases'"),
+    (["maintain", "quantize", "fast", "--name", "a/b", "--data", "WS/x.csv"], "--name 'a/b'"),
+    (["maintain", "tune-bias", "fast", "--data", "WS/x.csv", "--classes", "happy", "--out", "WS/o", "--metric", "f2"],
+     "--metric 'f2'"),
+    (["maintain", "last-epoch", "WS/run", "--out", "WS/o", "--weights", "both"], "--weights 'both'"),
+    (["maintain", "quantize", "fast", "--name", "q", "--data", "WS/x.csv", "--method", "mse"], "--method 'mse'"),
+])
+def test_maintain_flag_mistakes_are_one_line_before_any_work(tmp_path, args, needle):
+    r = runner.invoke(app, [a.replace("WS", str(tmp_path)) for a in args])
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.exit_code == 2 and len(lines) == 1 and needle in lines[0], r.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing written

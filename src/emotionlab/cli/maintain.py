@@ -36,6 +36,14 @@ def _run(step: Callable, /, *args, **kwargs):
         fail(str(e), code=1)
 
 
+def _check_name(name: str) -> None:
+    """A shipped model's name becomes file names in the weights folder: a plain name, never a path."""
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", name) or name == "aliases" or name.endswith(".json"):
+        fail(f"--name {name!r}: expected a plain model name such as emonet_s_fer2013 (letters, digits, _ . -)")
+
+
 @maintain_app.command("last-epoch")
 def last_epoch(
     run: Path = typer.Argument(..., help="Training run directory (last.safetensors + last.json + best.json)."),
@@ -148,8 +156,7 @@ def ship(
 
     if status not in ("final", "provisional"):
         fail(f"--status {status!r}: expected final or provisional")
-    if not name or "/" in name or name.startswith(".") or name == "aliases":
-        fail(f"--name {name!r}: expected a plain model name such as emonet_s_fer2013")
+    _check_name(name)
     with checked():
         for flag, p in (("--data", data), ("--ferplus", ferplus)):
             if p is not None:
@@ -184,6 +191,7 @@ def quantize(
     from ..inference.quantize import EXCLUDE_CHOICES, METHODS
     from ..training.release import quantize as run_step
 
+    _check_name(name)
     if exclude not in EXCLUDE_CHOICES:
         fail(f"--exclude {exclude!r}: expected one of {', '.join(EXCLUDE_CHOICES)}")
     if method not in METHODS:

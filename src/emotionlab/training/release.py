@@ -239,8 +239,8 @@ def ship(run: Path, name: str, *, alias: Sequence[str] = (), data: Path | None =
                              f"{limit:,} bytes")
         os.replace(half, weights_dir / f"{name}.safetensors")
         card.storage = "float16 for tensors >= 4096 elements; computed in float32"
-    elif wpath is not None:
-        shutil.copyfile(wpath, weights_dir / f"{name}.safetensors")
+    elif wpath is not None and wpath.resolve() != (weights_dir / f"{name}.safetensors").resolve():
+        shutil.copyfile(wpath, weights_dir / f"{name}.safetensors")  # (re-shipping a shipped model: in place)
     dest = weights_dir / f"{name}.json"
     card.write(dest)
     if data and is_utkface(data):  # attribute model: held-out test metrics with the group report
