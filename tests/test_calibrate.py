@@ -1,4 +1,4 @@
-"""Post-hoc logit bias: the search, the bake into the classifier, and `models tune-bias`."""
+"""Post-hoc logit bias: the search, the bake into the classifier, and `maintain tune-bias`."""
 from __future__ import annotations
 
 import json
@@ -68,10 +68,11 @@ def test_tune_bias_cli_writes_a_shippable_run_with_its_record(tiny_fer_csv, tmp_
     fit(TrainConfig.from_dict(dict(model="emonet_t", data=str(tiny_fer_csv), epochs=1, batch_size=8, lr=0.05,
                                    threads=1)), run)
     out = tmp_path / "adj"
-    r = CliRunner().invoke(app, ["models", "tune-bias", str(run), "--data", str(tiny_fer_csv), "--classes",
+    r = CliRunner().invoke(app, ["maintain", "tune-bias", str(run), "--data", str(tiny_fer_csv), "--classes",
                                  "disgust,fear", "--out", str(out), "--lo", "-0.5", "--hi", "0.5", "--step", "0.5"])
     assert r.exit_code == 0, r.output
     card = json.loads((out / "best.json").read_text())
+    assert card["schema_version"] == 1  # written through ModelCard
     rec = card["logit_bias"]
     assert set(rec["biases"]) == {"disgust", "fear"} and rec["layer"] == "fc.bias"
     assert all(v in (-0.5, 0.0, 0.5) for v in rec["biases"].values())
@@ -84,9 +85,9 @@ def test_tune_bias_cli_writes_a_shippable_run_with_its_record(tiny_fer_csv, tmp_
     shift = (adj["fc.bias"] - src["fc.bias"]).numpy()
     assert shift[1] == pytest.approx(rec["biases"]["disgust"]) and shift[2] == pytest.approx(rec["biases"]["fear"])
     assert np.allclose(np.delete(shift, [1, 2]), 0)
-    r = CliRunner().invoke(app, ["models", "tune-bias", str(run), "--data", str(tiny_fer_csv), "--classes",
+    r = CliRunner().invoke(app, ["maintain", "tune-bias", str(run), "--data", str(tiny_fer_csv), "--classes",
                                  "disgust", "--out", str(out)])
     assert r.exit_code == 2 and "already holds a model" in " ".join(r.output.split())
-    r = CliRunner().invoke(app, ["models", "tune-bias", str(run), "--data", str(tiny_fer_csv), "--classes",
+    r = CliRunner().invoke(app, ["maintain", "tune-bias", str(run), "--data", str(tiny_fer_csv), "--classes",
                                  "contempt", "--out", str(tmp_path / "x")])
     assert r.exit_code == 2 and "contempt not among the model's labels" in " ".join(r.output.split())

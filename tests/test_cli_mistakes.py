@@ -79,7 +79,7 @@ def invoke_mistake(ws: Path, args: list[str], *needles: str) -> str:
     (["data", "split", "WS/data.csv", "--out", "WS/file.txt"], ["--out WS/file.txt", "is a file"]),
     (["data", "dedup", "WS/data.csv", "--groups", "WS/folder"], ["--groups WS/folder", "is a folder"]),
     (["data", "stats", "WS/data.csv", "--plot", "WS/folder/new/plot.txt"], ["--plot", ".png"]),
-    (["models", "ensemble", "a", "b", "--out", "WS/file.txt"], ["--out WS/file.txt", "is a file"]),
+    (["maintain", "ensemble", "a", "b", "--out", "WS/file.txt"], ["--out WS/file.txt", "is a file"]),
 ])
 def test_output_path_mistakes_fail_before_any_work(ws, no_work, args, needles):
     invoke_mistake(ws, args, *needles)
@@ -93,8 +93,8 @@ def test_output_path_mistakes_fail_before_any_work(ws, no_work, args, needles):
     (["evaluate", "--data", "WS/data.csv", "--batch-size", "0"], "--batch-size 0"),
     (["train", "--data", "WS/data.csv", "--lr", "inf"], "--lr inf"),
     (["train", "--data", "WS/data.csv", "--epochs", "-1"], "--epochs -1"),
-    (["models", "ensemble", "a", "b", "--out", "WS/e", "--weight", "1", "--weight", "nan"], "--weight nan"),
-    (["models", "tune-bias", "a", "--data", "WS/data.csv", "--classes", "happy", "--out", "WS/t", "--step", "nan"],
+    (["maintain", "ensemble", "a", "b", "--out", "WS/e", "--weight", "1", "--weight", "nan"], "--weight nan"),
+    (["maintain", "tune-bias", "a", "--data", "WS/data.csv", "--classes", "happy", "--out", "WS/t", "--step", "nan"],
      "--step nan"),
     (["serve", "--face-weight", "nan"], "--face-weight nan"),
     (["serve", "--workers", "0"], "--workers 0"),

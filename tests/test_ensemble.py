@@ -51,7 +51,7 @@ def test_cli_ensemble_loads_evaluates_and_moves_with_its_members(tmp_path, tiny_
     make_run(runs / "a", 0)
     make_run(runs / "b", 1)
     runner = CliRunner()
-    res = runner.invoke(app, ["models", "ensemble", str(runs / "a"), str(runs / "b"), "--weight", "2",
+    res = runner.invoke(app, ["maintain", "ensemble", str(runs / "a"), str(runs / "b"), "--weight", "2",
                               "--weight", "1", "--out", str(runs / "ens")])
     assert res.exit_code == 0, res.output
     card = json.loads((runs / "ens" / "ensemble.json").read_text())
@@ -82,15 +82,15 @@ def test_ensemble_members_must_share_labels_and_input(tmp_path):
     make_run(tmp_path / "b", 1, labels=LABELS[::-1])
     make_run(tmp_path / "c", 2, size=40)
     runner = CliRunner()
-    res = runner.invoke(app, ["models", "ensemble", str(tmp_path / "a"), str(tmp_path / "b"), "--out",
+    res = runner.invoke(app, ["maintain", "ensemble", str(tmp_path / "a"), str(tmp_path / "b"), "--out",
                               str(tmp_path / "e1")])
     assert res.exit_code == 2 and "labels" in res.output and "member" in res.output
-    res = runner.invoke(app, ["models", "ensemble", str(tmp_path / "a"), str(tmp_path / "c"), "--out",
+    res = runner.invoke(app, ["maintain", "ensemble", str(tmp_path / "a"), str(tmp_path / "c"), "--out",
                               str(tmp_path / "e2")])
     assert res.exit_code == 2 and "in_size" in res.output
-    res = runner.invoke(app, ["models", "ensemble", str(tmp_path / "a"), "--out", str(tmp_path / "e3")])
+    res = runner.invoke(app, ["maintain", "ensemble", str(tmp_path / "a"), "--out", str(tmp_path / "e3")])
     assert res.exit_code == 2 and "at least two" in res.output
-    res = runner.invoke(app, ["models", "ensemble", str(tmp_path / "a"), str(tmp_path / "a"), "--weight", "1",
+    res = runner.invoke(app, ["maintain", "ensemble", str(tmp_path / "a"), str(tmp_path / "a"), "--weight", "1",
                               "--out", str(tmp_path / "e4")])
     assert res.exit_code == 2 and "one per member" in res.output
     # a hand-edited card whose member is missing names the card and the member
@@ -107,7 +107,7 @@ def test_ensemble_exports_to_onnx_and_its_cache_key_follows_member_weights(tmp_p
 
     make_run(tmp_path / "a", 0)
     make_run(tmp_path / "b", 1)
-    res = CliRunner().invoke(app, ["models", "ensemble", str(tmp_path / "a"), str(tmp_path / "b"), "--out",
+    res = CliRunner().invoke(app, ["maintain", "ensemble", str(tmp_path / "a"), str(tmp_path / "b"), "--out",
                                    str(tmp_path / "ens")])
     assert res.exit_code == 0, res.output
     path = export_onnx(str(tmp_path / "ens"), tmp_path / "onnx")
@@ -123,9 +123,9 @@ def test_shipping_an_ensemble_needs_shipped_members(tmp_path):
     make_run(tmp_path / "a", 0)
     make_run(tmp_path / "b", 1)
     runner = CliRunner()
-    assert runner.invoke(app, ["models", "ensemble", str(tmp_path / "a"), str(tmp_path / "b"), "--out",
+    assert runner.invoke(app, ["maintain", "ensemble", str(tmp_path / "a"), str(tmp_path / "b"), "--out",
                                str(tmp_path / "ens")]).exit_code == 0
-    res = runner.invoke(app, ["models", "ship", str(tmp_path / "ens"), "--name", "never_shipped"])
+    res = runner.invoke(app, ["maintain", "ship", str(tmp_path / "ens"), "--name", "never_shipped"])
     assert res.exit_code == 2 and "ship each of them first" in res.output
     from emotionlab.models.hub import WEIGHTS_DIR
 
@@ -135,7 +135,7 @@ def test_shipping_an_ensemble_needs_shipped_members(tmp_path):
 def test_ensemble_of_shipped_names_pins_aliases(tmp_path):
     from emotionlab.models.hub import aliases
 
-    res = CliRunner().invoke(app, ["models", "ensemble", "fast", "emonet_f_robust_fer2013",
+    res = CliRunner().invoke(app, ["maintain", "ensemble", "fast", "emonet_f_robust_fer2013",
                                    "--out", str(tmp_path / "e")])
     assert res.exit_code == 0, res.output
     card = json.loads((tmp_path / "e" / "ensemble.json").read_text())

@@ -1,4 +1,4 @@
-"""int8 models: `emotionlab models quantize`, the shipped graph beside shared float weights, every backend.
+"""int8 models: `emotionlab maintain quantize`, the shipped graph beside shared float weights, every backend.
 
 Quantization runs on a random emonet_n saved as a run directory and on random calibration faces, so nothing
 here depends on training or on the real data (except the last test, which checks the shipped files).
@@ -186,18 +186,19 @@ def test_quantize_cli_scores_times_and_aliases(tiny_fer_csv, tmp_path, monkeypat
     monkeypatch.setenv("EMOTIONLAB_CACHE", str(tmp_path / "cache"))
     run = _float_model(tmp_path / "run")
     out = tmp_path / "ship"
-    res = CliRunner().invoke(app, ["models", "quantize", str(run), "--name", "cli_int8", "--data", str(tiny_fer_csv),
+    res = CliRunner().invoke(app, ["maintain", "quantize", str(run), "--name", "cli_int8", "--data", str(tiny_fer_csv),
                                    "--calibration", "10", "--out", str(out), "--alias", "fast"],
                              env={"COLUMNS": "200"})
     assert res.exit_code == 0, res.output
     card = json.loads((out / "cli_int8.json").read_text())
+    assert card["schema_version"] == 1  # written through ModelCard
     assert set(card["metrics"]) >= {"PublicTest", "PrivateTest", "PrivateTest+tta_flip", "evaluated"}
     assert card["metrics"]["PrivateTest"]["backend"] == "onnxruntime"
     lat = card["onnx_graph"]["latency"]
     assert lat["int8_ms_per_face"] > 0 and lat["float_ms_per_face"] > 0
     assert card["float_metrics"] == {"PrivateTest": 0.5}
     assert json.loads((out / "aliases.json").read_text()) == {"fast": "cli_int8"}
-    bad = CliRunner().invoke(app, ["models", "quantize", str(run), "--name", "x", "--data", str(tiny_fer_csv),
+    bad = CliRunner().invoke(app, ["maintain", "quantize", str(run), "--name", "x", "--data", str(tiny_fer_csv),
                                    "--calibration", "100000", "--out", str(out)])
     assert bad.exit_code != 0 and "--calibration 100000: expected 1.." in bad.output
 

@@ -579,15 +579,16 @@ def test_models_ship_fp16_halves_large_tensors_and_records_metrics(tiny_fer_csv,
     fit(tiny_cfg(tiny_fer_csv, model="emonet_t", epochs=1), run)
     size = (run / "best.safetensors").stat().st_size  # a limit the float32 file breaks and its half fits
     monkeypatch.setattr(hub, "MAX_SHIPPED_FILE_BYTES", int(size * 0.7))
-    r = runner.invoke(app, ["models", "ship", str(run), "--name", "tiny_t"])
+    r = runner.invoke(app, ["maintain", "ship", str(run), "--name", "tiny_t"])
     assert r.exit_code == 2 and "try --fp16" in " ".join(r.output.split())
-    r = runner.invoke(app, ["models", "ship", str(run), "--name", "tiny_t", "--fp16", "--data", str(tiny_fer_csv)])
+    r = runner.invoke(app, ["maintain", "ship", str(run), "--name", "tiny_t", "--fp16", "--data", str(tiny_fer_csv)])
     assert r.exit_code == 0, r.output
     sd = load_file(str(tmp_path / "weights" / "tiny_t.safetensors"))
     big = [k for k, v in sd.items() if v.numel() >= 4096]
     assert big and all(sd[k].dtype == torch.float16 for k in big)
     assert all(v.dtype != torch.float16 for v in sd.values() if v.numel() < 4096)
     card = json.loads((tmp_path / "weights" / "tiny_t.json").read_text())
+    assert card["schema_version"] == 1 and card["name"] == "tiny_t" and card["status"] == "final"
     assert "float16" in card["storage"] and card["metrics"]["PrivateTest"]["n"] > 0
     full, half = hub.load_model(run).model, hub.load_model("tiny_t").model
     x = torch.randn(4, 1, 48, 48)
@@ -693,13 +694,13 @@ def test_last_epoch_export_is_what_the_run_validated_and_a_checkpoint_is_not_a_m
     assert any(not torch.equal(v, sd[k]) for k, v in auto.items())  # ema and raw weights differ
     with pytest.raises(ValueError, match="must not be the run"):
         export_last_epoch(run, run)
-    with pytest.raises(ValueError, match="models last-epoch"):
+    with pytest.raises(ValueError, match="maintain last-epoch"):
         resolve(run / "last.safetensors")
     plain = tmp_path / "plain"
     fit(tiny_cfg(tiny_fer_csv, epochs=1), plain)
-    r = runner.invoke(app, ["models", "last-epoch", str(plain), "--out", str(tmp_path / "p"), "--weights", "ema"])
+    r = runner.invoke(app, ["maintain", "last-epoch", str(plain), "--out", str(tmp_path / "p"), "--weights", "ema"])
     assert r.exit_code != 0 and "no ema weights" in " ".join(r.output.split())  # rich may wrap the line
-    r = runner.invoke(app, ["models", "last-epoch", str(plain), "--out", str(tmp_path / "p")])
+    r = runner.invoke(app, ["maintain", "last-epoch", str(plain), "--out", str(tmp_path / "p")])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "p" / "best.safetensors").exists()
 

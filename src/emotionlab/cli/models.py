@@ -1,8 +1,12 @@
-"""Model zoo, training and evaluation commands."""
+"""Model zoo, training and evaluation commands: what users need to list, show, train, evaluate and export models.
+
+The release steps (ship, quantize, tune-bias, ensemble, last-epoch) are maintainer commands: ``emotionlab
+maintain`` (``cli/maintain.py``); their old ``models`` names stay for one release as hidden aliases.
+"""
 from __future__ import annotations
 
 import fnmatch
-import os
+import functools
 import json
 from pathlib import Path
 from typing import Optional
@@ -17,6 +21,7 @@ study_app = typer.Typer(help="Experiments across settings (seed 002's input-size
 
 
 def register(app: typer.Typer) -> None:
+    _keep_old_release_names()
     app.add_typer(models_app, name="models")
     app.add_typer(study_app, name="study")
     app.command("train")(train)
@@ -33,7 +38,7 @@ def models_list(pattern: str = typer.Argument("*", help="Shell-style filter, e.g
     from rich.table import Table
 
     from ..models import count_mflops, count_params, create_model, get_entry, list_models
-    from ..models.hub import aliases, shipped_models
+    from ..models.hub import aliases, read_card, shipped_models
 
     rows = []
     for name in list_models(pattern):
@@ -46,7 +51,10 @@ def models_list(pattern: str = typer.Argument("*", help="Shell-style filter, e.g
         tags = [a for a, t in al.items() if t == name]
         if not any(fnmatch.fnmatch(n, pattern) for n in (name, *tags)):  # 'default' finds the default model
             continue
-        card = json.loads(cpath.read_text())
+        try:
+            card = read_card(cpath)
+        except ValueError as e:  # a broken shipped card: one line naming the file and the field
+            fail(str(e))
         acc = card.get("metrics", {}).get("PrivateTest", {}).get("accuracy")
         fp8 = " (FER+ labels, 8 classes)" if card.get("label_set") == "ferplus8" else ""
         desc = f"{card['arch']}; PrivateTest{fp8} acc {acc:.4f}" if acc else card["arch"]
@@ -434,386 +442,16 @@ def export(
     console.print(f"wrote {escape(str(path))}")
 
 
-@models_app.command("last-epoch")
-def models_last_epoch(
-    run: Path = typer.Argument(..., help="Training run directory (last.safetensors + last.json + best.json)."),
-    out: Path = typer.Option(..., "--out", help="Directory for the model (best.safetensors + best.json)."),
-    weights: str = typer.Option("auto", "--weights", help="ema | model | auto (ema when the run kept one)."),
-) -> None:
-    """Make a model of a run's last epoch, for when the best-validation epoch is not the one to keep (a
-    robustness stage chosen on clean + corrupted accuracy): every command that takes a run directory takes it."""
-    from ..data.outputs import check_input_path, check_output_dir
-    from ..training.checkpoint import export_last_epoch
+def _keep_old_release_names() -> None:
+    """``emotionlab models ship|quantize|tune-bias|ensemble|last-epoch``: hidden aliases of ``emotionlab maintain
+    ...`` for one release, each printing a one-line note that points to the new name (then doing the work)."""
+    from .maintain import STEPS
 
-    with checked():
-        check_input_path(run, "RUN", kind="dir")
-        check_output_dir(out, "--out")
-    try:
-        export_last_epoch(run, out, weights)
-    except (FileNotFoundError, ValueError) as e:
-        fail(str(e))
-    card = json.loads((out / "best.json").read_text())
-    console.print(f"{escape(card['training']['selection'])} -> {escape(str(out))} "
-                  f"(validation accuracy {card['metrics']['validation'].get('accuracy', float('nan')):.4f})")
+    for name, step in STEPS.items():
+        @functools.wraps(step)
+        def old_name(*args, _name: str = name, _step=step, **kwargs):
+            console.print(f"note: `emotionlab models {_name}` is now `emotionlab maintain {_name}`; the old name "
+                          "goes away in the next release", highlight=False, soft_wrap=True)
+            return _step(*args, **kwargs)
 
-
-@models_app.command("ensemble")
-def models_ensemble(
-    members: list[str] = typer.Argument(..., help="Two or more models: shipped names, aliases, run directories."),
-    out: Path = typer.Option(..., "--out", help="Directory for the ensemble's card (ensemble.json)."),
-    weight: list[float] = typer.Option([], "--weight", callback=bounds(0, lo_open=True),
-                                       help="One per member, in order (default: all 1)."),
-    name: Optional[str] = typer.Option(None, "--name", help="Name in the card (default: the directory's name)."),
-) -> None:
-    """Combine face models into one: the weighted mean of their probabilities. `evaluate`, `predict`, `serve`,
-    `export` and `models ship` take the directory like any model; the members' weights stay where they are."""
-    from ..models.ensemble import check_members, ensemble_card
-    from ..models.hub import aliases, load_card, load_model, shipped_models
-    from ..training.checkpoint import write_json
-
-    if len(members) < 2:
-        fail(f"an ensemble needs at least two members, got {len(members)}")
-    if weight and len(weight) != len(members):
-        fail(f"--weight given {len(weight)} times for {len(members)} members: give one per member or none")
-    weights = list(weight) or [1.0] * len(members)
-    if any(not w > 0 for w in weights):
-        fail(f"--weight must be positive, got {weights}")
-    from ..data.outputs import check_output_dir
-
-    with checked():
-        check_output_dir(out, "--out")
-    try:  # the cards are enough to check the members; their weights load once, below, through the new card
-        cards = [(m, load_card(m)) for m in members]
-        check_members(cards, "models ensemble")
-    except (FileNotFoundError, ValueError) as e:
-        fail(str(e))
-    out.mkdir(parents=True, exist_ok=True)
-    al, shipped = aliases(), shipped_models()
-    refs = []
-    for m in members:
-        if m in al or m in shipped:  # an alias is pinned to what it names today: `default` may move
-            refs.append(al.get(m, m))
-        else:  # a path, stored relative to the card so that the folder can move with its members
-            rel = os.path.relpath(Path(m).resolve(), out.resolve())
-            refs.append(rel if "/" in rel or rel.endswith(".json") else f"./{rel}")
-    card = ensemble_card(list(zip(refs, weights)), name or out.resolve().name, cards)
-    write_json(out / "ensemble.json", card)
-    try:
-        load_model(out)  # the card as written must load, with every member's weights fitting its architecture
-    except (FileNotFoundError, ValueError) as e:
-        (out / "ensemble.json").unlink()
-        fail(str(e))
-    console.print(f"ensemble of {len(refs)} ({', '.join(f'{r} x{w:g}' for r, w in zip(refs, weights))}) -> "
-                  f"{escape(str(out / 'ensemble.json'))}")
-
-
-@models_app.command("ship")
-def models_ship(
-    run: Path = typer.Argument(..., help="Run directory with best.safetensors + best.json."),
-    name: str = typer.Option(..., "--name", help="Shipped model name, e.g. emonet_s_fer2013."),
-    alias: list[str] = typer.Option([], "--alias", help="Public alias to point at it (default, fast)."),
-    data: Optional[Path] = typer.Option(None, "--data", help="FER-2013 CSV: record PublicTest / PrivateTest metrics "
-                                                             "(a UTKFace folder: test metrics by race / age)."),
-    status: str = typer.Option("final", help="final | provisional (written into the card)."),
-    ferplus: Optional[Path] = typer.Option(None, "--ferplus", help="fer2013new.csv: also record PrivateTest "
-                                           "accuracy against the FER+ majority labels."),
-    fp16: bool = typer.Option(False, "--fp16", help="Store tensors of >= 4096 elements as float16 (half the "
-                                                    "bytes); the recorded metrics are those of the stored file."),
-) -> None:
-    """Developer command: copy a trained run into the package's weights with its card and test metrics."""
-    import shutil
-    from datetime import datetime, timezone
-
-    from ..models.ensemble import is_ensemble_card, member_refs
-    from ..models.hub import MAX_SHIPPED_FILE_BYTES, WEIGHTS_DIR, resolve, shipped_models
-    from ..training.checkpoint import write_json
-    from ..training.evaluation import run_evaluation
-
-    from ..data.outputs import check_input_path
-
-    with checked():
-        for flag, p in (("--data", data), ("--ferplus", ferplus)):
-            if p is not None:
-                check_input_path(p, flag)
-        wpath, cpath = resolve(run)
-    card = json.loads(cpath.read_text())
-    if is_ensemble_card(card):  # a card only: its members must be shipped already, each under the size limit
-        unshipped = [r for r, _ in member_refs(card, cpath) if r not in shipped_models()]
-        if unshipped:
-            fail(f"{cpath}: members {unshipped} are not shipped models; ship each of them first "
-                 "(`emotionlab models ship RUN --name NAME`) and build the ensemble from their names")
-        if fp16:
-            fail("--fp16 applies to weights; an ensemble ships only its card (its members are stored already)")
-        wpath = None
-    elif not fp16 and wpath.stat().st_size > MAX_SHIPPED_FILE_BYTES:  # --fp16: the halved file is what must fit
-        fail(f"{wpath} is {wpath.stat().st_size / 1e6:.1f} MB; shipped files must stay under "
-             f"{MAX_SHIPPED_FILE_BYTES:,} bytes (try --fp16)")
-    WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
-    card["name"] = name
-    card["status"] = status
-    card["shipped"] = datetime.now(timezone.utc).strftime("%Y-%m-%d")
-    if wpath is not None and fp16:
-        from ..training.checkpoint import save_half
-
-        half = WEIGHTS_DIR / f"{name}.safetensors.tmp"
-        save_half(wpath, half, "float16 for tensors >= 4096 elements (models ship)")
-        if half.stat().st_size > MAX_SHIPPED_FILE_BYTES:
-            size = half.stat().st_size
-            half.unlink()
-            fail(f"{wpath} is {size / 1e6:.1f} MB even in float16; shipped files must stay under "
-                 f"{MAX_SHIPPED_FILE_BYTES:,} bytes")
-        os.replace(half, WEIGHTS_DIR / f"{name}.safetensors")
-        card["storage"] = "float16 for tensors >= 4096 elements; computed in float32"
-    elif wpath is not None:
-        shutil.copyfile(wpath, WEIGHTS_DIR / f"{name}.safetensors")
-    write_json(WEIGHTS_DIR / f"{name}.json", card)
-    from ..data.utkface import is_utkface
-
-    if data and is_utkface(data):  # attribute model: held-out test metrics with the group report
-        import shlex
-        import sys
-
-        from ..data import utkface as utk
-
-        card.update({"task": "apparent binary gender from a face crop", "intended_use": utk.INTENDED_USE,
-                     "labels_provenance": utk.LABELS_PROVENANCE, "license": utk.LICENSE,
-                     "known_biases": utk.KNOWN_BIASES})
-        res = run_evaluation(name, data, split="test", quiet=True)
-        keep = ("accuracy", "macro_f1", "n", "per_class", "adults_accuracy", "adults", "children", "by_race",
-                "by_age", "by_race_adults", "by_gender", "gap_race", "gap_age", "gap", "gaps", "held_out",
-                "ms_per_face")
-        card.setdefault("metrics", {})["test"] = {k: res[k] for k in keep}
-        card["metrics"]["evaluated"] = datetime.now(timezone.utc).strftime("%Y-%m-%d")
-        g = res["gaps"]
-        card["group_gaps"] = (
-            f"held-out test split (n={res['n']}): accuracy {res['accuracy']:.4f}; adults (20+) "
-            f"{res['adults_accuracy']:.4f}, children (0-19) {res['children']['accuracy']:.4f}; by race best "
-            f"{g['race']['best']} / worst {g['race']['worst']}, gap {g['race']['gap']:.4f}; by age band best "
-            f"{g['age']['best']} / worst {g['age']['worst']}, gap {g['age']['gap']:.4f}; among adults by race, gap "
-            f"{g['race_adults']['gap']:.4f} ({g['race_adults']['worst']} lowest); female vs male recall gap "
-            f"{g['gender']['gap']:.4f} ({g['gender']['worst']} lower)")
-        card["reproduce"] = [card.get("training", {}).get("command", ""),
-                             " ".join(shlex.quote(a) for a in sys.argv),
-                             f"emotionlab evaluate --model {name} --data {data} --json OUT.json"]
-        write_json(WEIGHTS_DIR / f"{name}.json", card)
-        console.print(f"{name} test: acc {res['accuracy']:.4f}, adults {res['adults_accuracy']:.4f}, "
-                      f"gap race {res['gap_race']:.4f}, gap age {res['gap_age']:.4f}")
-    elif data:
-        card.setdefault("metrics", {}).update(_fer_metrics(name, data, ferplus))
-        card["metrics"]["evaluated"] = datetime.now(timezone.utc).strftime("%Y-%m-%d")
-        write_json(WEIGHTS_DIR / f"{name}.json", card)
-    _point_aliases(WEIGHTS_DIR, alias, name)
-    console.print(f"shipped {name} -> {WEIGHTS_DIR}")
-
-
-def _fer_metrics(model: str, data: Path, ferplus: Optional[Path], backend: str = "auto") -> dict:
-    """The card metrics of a shipped FER-2013 model: PublicTest / PrivateTest with and without flip TTA, and
-    PrivateTest against the FER+ majority when ``ferplus`` is given."""
-    from ..training.evaluation import run_evaluation
-
-    from ..models.hub import load_card
-
-    keep = ("accuracy", "macro_f1", "weighted_f1", "n", "per_class", "ms_per_face")
-    metrics = {}
-    fp8 = load_card(model).get("label_set") == "ferplus8"  # an 8-class FER+ model: every split on FER+ labels
-    if fp8 and not ferplus:
-        raise ValueError(f"{model} is an 8-class FER+ model: give --ferplus fer2013new.csv to score it")
-    for split in ("PublicTest", "PrivateTest"):
-        for tta in ("none", "flip"):
-            res = run_evaluation(model, data, split=split, tta=tta, quiet=True, backend=backend,
-                                 ferplus=ferplus if fp8 else None)
-            key = split if tta == "none" else f"{split}+tta_flip"
-            metrics[key] = {k: res[k] for k in keep + (("backend",) if backend != "auto" else ())}
-            console.print(f"{model} {key}: acc {res['accuracy']:.4f} macro-F1 {res['macro_f1']:.4f}")
-    if ferplus and not fp8:
-        res = run_evaluation(model, data, split="PrivateTest", quiet=True, ferplus=ferplus, backend=backend)
-        metrics["PrivateTest@FER+majority"] = {k: res[k] for k in ("accuracy", "macro_f1", "n", "per_class",
-                                                                    "labels_from")}
-        console.print(f"{model} PrivateTest vs FER+ majority: acc {res['accuracy']:.4f}")
-    return metrics
-
-
-def _point_aliases(directory: Path, alias: list[str], name: str) -> None:
-    """Point public aliases (``default``, ``fast``) at ``name`` in ``directory/aliases.json``."""
-    from ..training.checkpoint import write_json
-
-    if not alias:
-        return
-    ap = Path(directory) / "aliases.json"
-    al = json.loads(ap.read_text()) if ap.exists() else {}
-    al.update({a: name for a in alias})
-    write_json(ap, al)
-
-
-@models_app.command("tune-bias")
-def models_tune_bias(
-    model: str = typer.Argument(..., help="Model to adjust: shipped name, alias or run directory."),
-    data: Path = typer.Option(..., "--data", help="Dataset whose validation split (FER-2013 PublicTest) picks the "
-                                                  "bias; the test split is never read."),
-    classes: str = typer.Option(..., "--classes", help="Comma list of the classes to bias, e.g. contempt."),
-    out: Path = typer.Option(..., "--out", help="Run directory for the adjusted model (ship it with `models ship`)."),
-    ferplus: Optional[Path] = typer.Option(None, "--ferplus", help="fer2013new.csv: needed for 8-class FER+ models "
-                                                                   "(validation on the FER+ majority labels)."),
-    metric: str = typer.Option("macro_f1", help="Validation metric to maximize: macro_f1 | accuracy."),
-    tta: str = typer.Option("flip", help="Views the choice is scored with: none | flip | ten."),
-    lo: float = typer.Option(-1.0, callback=bounds(), help="Smallest bias tried."),
-    hi: float = typer.Option(3.0, callback=bounds(), help="Largest bias tried."),
-    step: float = typer.Option(0.1, callback=bounds(0, lo_open=True), help="Grid step."),
-) -> None:
-    """Developer command: post-hoc logit bias for rare classes (picked on validation, baked into the classifier)."""
-    import shlex
-    import sys
-    from datetime import datetime, timezone
-
-    import numpy as np
-    import torch
-
-    from ..models.hub import load_model
-    from ..training.calibrate import bake_logit_bias, score, tune_logit_bias, view_logits
-    from ..training.checkpoint import save_weights, write_json
-    from ..models.classifier import FaceClassifier
-    from ..training.evaluation import scored_split
-    from ..training.metrics import classification_metrics
-
-    if (out / "best.safetensors").exists():
-        fail(f"{out} already holds a model; choose a new --out")
-    if step <= 0 or hi < lo:
-        fail(f"--lo {lo} --hi {hi} --step {step}: expected lo <= hi and step > 0")
-    from ..data.outputs import check_input_path, check_output_dir
-
-    with checked():
-        check_input_path(data, "--data")
-        if ferplus is not None:
-            check_input_path(ferplus, "--ferplus", kind="file")
-        check_output_dir(out, "--out")
-    try:
-        lm = load_model(model)
-        names = [c.strip() for c in classes.split(",") if c.strip()]
-        unknown = [c for c in names if c not in lm.labels]
-        if not names or unknown:
-            raise ValueError(f"--classes {classes!r}: {', '.join(unknown) or 'none given'} not among the model's "
-                             f"labels {', '.join(lm.labels)}")
-        val, _ = scored_split(lm, data, "val", ferplus)
-        logits = view_logits(lm.model, val.images, lm.preprocess, tta)
-        idx = [lm.labels.index(c) for c in names]
-        y = np.asarray(val.labels)
-        grid = np.round(np.arange(lo, hi + step / 2, step), 4) + 0.0  # no -0.0 in the record
-        bias, sweep = tune_logit_bias(logits, y, idx, metric, grid)
-        probe = torch.randn(4, lm.card.get("in_chans", 1), lm.card["in_size"], lm.card["in_size"])
-        layer = bake_logit_bias(lm.model, bias, probe)
-    except (FileNotFoundError, ValueError) as e:
-        fail(str(e))
-    zero = np.zeros_like(bias)
-    before = {m: score(logits, y, zero, m) for m in ("accuracy", "macro_f1")}
-    after = {m: score(logits, y, bias, m) for m in ("accuracy", "macro_f1")}
-    # the baked model, as shipped code runs it
-    probs = FaceClassifier(lm, backend="torch", tta=tta).predict_proba(val.images)
-    vm = classification_metrics(y, probs.argmax(1), list(lm.labels))
-    if abs(vm["accuracy"] - after["accuracy"]) > 1e-9:
-        fail(f"internal check: the baked model scores {vm['accuracy']:.4f}, the sweep {after['accuracy']:.4f}")
-    out.mkdir(parents=True, exist_ok=True)
-    save_weights(lm.model, out / "best.safetensors")
-    card = {k: v for k, v in lm.card.items() if k not in ("metrics", "status", "shipped", "onnx_graph", "weights",
-                                                          "storage", "quantized_from", "float_metrics", "reproduce")}
-    split_name = str(val.usage[0]) if len(val) else "val"
-    card["logit_bias"] = {
-        "biases": {c: float(bias[i]) for c, i in zip(names, idx)}, "layer": f"{layer}.bias",
-        "method": "post-hoc logit adjustment: constants added to the named classes' logits (Menon et al. 2021), "
-                  f"grid {lo}..{hi} step {step}, maximizing validation {metric} with {tta} TTA; ties -> smaller bias",
-        "chosen_on": f"{split_name} ({len(val)} faces" + (", FER+ majority labels)" if ferplus else ")"),
-        "validation_before": before, "validation_after": after, "source": lm.name,
-        "command": " ".join(shlex.quote(a) for a in ["emotionlab", *sys.argv[1:]]),
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-        "sweep": [r for r in sweep if r["bias"] in (float(bias[r["class"]]), 0.0) or abs(r["bias"] * 10) % 5 < 1e-6],
-    }
-    card["metrics"] = {"validation": {k: vm[k] for k in ("accuracy", "macro_f1", "weighted_f1", "n")}}
-    write_json(out / "best.json", card)
-    console.print(f"{lm.name}: {', '.join(f'{c} {bias[i]:+.2f}' for c, i in zip(names, idx))} on {escape(layer)}.bias; "
-                  f"{split_name} ({tta}) accuracy {before['accuracy']:.4f} -> {after['accuracy']:.4f}, macro-F1 "
-                  f"{before['macro_f1']:.4f} -> {after['macro_f1']:.4f}; {escape(str(out))}/best.safetensors "
-                  "(ship it with `emotionlab models ship`)", highlight=False)
-
-
-@models_app.command("quantize")
-def models_quantize(
-    model: str = typer.Argument(..., help="Float model to quantize: shipped name, alias or run directory."),
-    name: str = typer.Option(..., "--name", help="Name of the int8 model, e.g. emonet_f_robust_int8_fer2013."),
-    data: Path = typer.Option(..., "--data", help="FER-2013 CSV: calibration faces from Training; PublicTest / "
-                                                  "PrivateTest metrics of the int8 graph go into its card."),
-    calibration: int = typer.Option(512, callback=bounds(1),
-                                    help="Training faces (seeded random sample) that set the int8 ranges."),
-    exclude: str = typer.Option("first_conv", help="Nodes kept in float: none | first_conv | first_conv+fc "
-                                                   "(first_conv avoids int16 saturation on CPUs without VNNI)."),
-    reduce_range: bool = typer.Option(False, "--reduce-range", help="7-bit weights (the other saturation cure)."),
-    method: str = typer.Option("minmax", help="Calibration: minmax | entropy | percentile."),
-    out: Optional[Path] = typer.Option(None, help="Directory to write into (default: the package's weights)."),
-    alias: list[str] = typer.Option([], "--alias", help="Public alias to point at it (fast)."),
-    ferplus: Optional[Path] = typer.Option(None, "--ferplus", help="fer2013new.csv: also score PrivateTest "
-                                           "against the FER+ majority labels."),
-    seed: int = typer.Option(0),
-    notes: str = typer.Option("", help="Why this model exists / was chosen (written into the card)."),
-) -> None:
-    """Developer command: static int8 ONNX graph of a model, scored and latency-timed, shipped beside its weights."""
-    import os
-    import shlex
-    import sys
-    from datetime import datetime, timezone
-
-    import numpy as np
-
-    from ..data.loader import load_dataset, train_val_test
-    from ..models.onnx import cached_model_onnx
-    from ..inference.quantize import graph_latency_ms, machine_description, quantize_model
-    from ..models.hub import MAX_SHIPPED_FILE_BYTES, WEIGHTS_DIR, load_model
-    from ..training.checkpoint import write_json
-
-    from ..data.outputs import check_input_path, check_output_dir
-
-    with checked():
-        check_input_path(data, "--data")
-        if ferplus is not None:
-            check_input_path(ferplus, "--ferplus", kind="file")
-        if out is not None:
-            check_output_dir(out, "--out")
-    out = out or WEIGHTS_DIR
-    src = load_model(model)
-    train, _, _ = train_val_test(load_dataset(data, size=src.card["in_size"]))
-    if calibration < 1 or calibration > len(train):
-        fail(f"--calibration {calibration}: expected 1..{len(train)} (training faces in {data})")
-    idx = np.sort(np.random.default_rng(seed).choice(len(train), calibration, replace=False))
-    cpath = quantize_model(model, train.images[idx], out, name, exclude=exclude, reduce_range=reduce_range,
-                           method=method, calibration_source=f"{calibration} random Training faces of {data.name} "
-                                                             f"(seed {seed})", notes=notes)
-    graph = cpath.with_suffix(".onnx")
-    if graph.stat().st_size > MAX_SHIPPED_FILE_BYTES:
-        fail(f"{graph} is {graph.stat().st_size / 1e6:.1f} MB; shipped files must stay under "
-             f"{MAX_SHIPPED_FILE_BYTES:,} bytes")
-    card = json.loads(cpath.read_text())
-    shape = (int(card.get("in_chans", 1)), int(card["in_size"]), int(card["in_size"]))
-    float_graph = cached_model_onnx(src)
-    rounds: dict[str, list[float]] = {"int8": [], "float": [], "int8_b64": []}
-    for _ in range(5):  # interleaved: a busy moment of the machine slows both graphs, not one
-        rounds["int8"].append(graph_latency_ms(graph, shape))
-        rounds["float"].append(graph_latency_ms(float_graph, shape))
-        rounds["int8_b64"].append(graph_latency_ms(graph, shape, batch=64))
-    lat = {"int8_ms_per_face": float(np.median(rounds["int8"])), "int8_ms_per_face_min": min(rounds["int8"]),
-           "float_ms_per_face": float(np.median(rounds["float"])), "float_ms_per_face_min": min(rounds["float"]),
-           "int8_ms_per_face_batch64": float(np.median(rounds["int8_b64"])),
-           "how": "ONNX Runtime, 1 thread, batch 1 (300 calls) / batch 64 (20 calls), random input; median and "
-                  "min over 5 interleaved rounds of each round's median",
-           "machine": machine_description(), "load_average_1min": round(os.getloadavg()[0], 2),
-           "date": datetime.now(timezone.utc).strftime("%Y-%m-%d")}
-    card["onnx_graph"]["latency"] = lat
-    metrics = _fer_metrics(str(cpath), data, ferplus, backend="onnx")
-    metrics["evaluated"] = lat["date"]
-    card["metrics"] = metrics
-    card["float_metrics"] = {k: v.get("accuracy") for k, v in src.card.get("metrics", {}).items()
-                             if isinstance(v, dict) and "accuracy" in v}
-    card["status"] = "final"
-    card["shipped"] = lat["date"]
-    card["reproduce"] = [" ".join(shlex.quote(a) for a in ["emotionlab", *sys.argv[1:]]),
-                         f"emotionlab evaluate --model {name} --data {data} --json OUT.json"]
-    write_json(cpath, card)
-    console.print(f"{name}: int8 {lat['int8_ms_per_face']:.3f} ms/face vs float {lat['float_ms_per_face']:.3f} "
-                  f"(1 thread, batch 1) -> {cpath}")
-    _point_aliases(out, alias, name)
+        models_app.command(name, hidden=True)(old_name)

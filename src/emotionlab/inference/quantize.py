@@ -13,12 +13,13 @@ keeping that one cheap convolution in float (``exclude="first_conv"``) removes t
 """
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from ..models.card import ModelCard
 
 #: what ``exclude`` accepts: keep these nodes in float
 EXCLUDE_CHOICES = ("none", "first_conv", "first_conv+fc")
@@ -163,19 +164,20 @@ def quantize_model(model: str, calib_images_u8: np.ndarray, out_dir: Path, name:
                          method=method)
     if calibration_source:
         spec["calibration_source"] = calibration_source
-    card = {k: v for k, v in lm.card.items() if k not in ("metrics", "status", "shipped", "reproduce", "weights")}
-    card["name"] = name
-    card["quantized_from"] = lm.name
-    card["notes"] = notes or (f"int8 ONNX graph of {lm.name} (static quantization, "
-                              f"{exclude.replace('_', ' ')} kept in float); see onnx_graph and metrics")
+    # the source's card without its test metrics and shipping state (those belong to the float weights)
+    card = ModelCard.from_dict(lm.card, lm.card_path or model).without("metrics", "status", "shipped", "reproduce",
+                                                                       "weights")
+    card.name = name
+    card.quantized_from = lm.name
+    card.notes = notes or (f"int8 ONNX graph of {lm.name} (static quantization, "
+                           f"{exclude.replace('_', ' ')} kept in float); see onnx_graph and metrics")
     if lm.card.get("notes"):
-        card["source_notes"] = lm.card["notes"]
+        card.set("source_notes", lm.card["notes"])
     if lm.weights.parent.resolve() == out_dir.resolve():
-        card["weights"] = lm.weights.name
+        card.weights = lm.weights.name
     else:
         shutil.copyfile(lm.weights, out_dir / f"{name}.safetensors")
-    card["onnx_graph"] = {"file": graph.name, "sha256": file_hash(graph, "sha256"), "precision": "int8", **spec,
-                          "note": "ONNX Runtime (the CPU backend of the pipeline, serve and evaluate) runs this "
-                                  "graph; --backend torch runs the float weights it was quantized from"}
-    (out_dir / f"{name}.json").write_text(json.dumps(card, indent=2))
-    return out_dir / f"{name}.json"
+    card.onnx_graph = {"file": graph.name, "sha256": file_hash(graph, "sha256"), "precision": "int8", **spec,
+                       "note": "ONNX Runtime (the CPU backend of the pipeline, serve and evaluate) runs this "
+                               "graph; --backend torch runs the float weights it was quantized from"}
+    return card.write(out_dir / f"{name}.json")

@@ -20,7 +20,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-ENSEMBLE_FORMAT = "emotionlab-ensemble/1"
+from .card import ENSEMBLE_FORMAT, ModelCard
+
 #: what a member's card must share with the others: the ensemble feeds them one input batch
 SHARED_KEYS = ("labels", "in_size", "in_chans", "preprocess")
 
@@ -91,21 +92,21 @@ def check_members(cards: list[tuple[str, dict]], where: str) -> None:
 
 
 def ensemble_card(members: list[tuple[str, float]], name: str, cards: list[tuple[str, dict]]) -> dict:
-    """The card of a new ensemble from its members' (name, card); metrics come later (``models ship``)."""
+    """The card of a new ensemble from its members' (name, card); metrics come later (``maintain ship``)."""
     c0 = cards[0][1]
-    return {
-        "format": ENSEMBLE_FORMAT,
-        "name": name,
-        "arch": "ensemble",
-        "members": [{"model": ref, "weight": float(w)} for ref, w in members],
-        "num_classes": c0["num_classes"],
-        "label_set": c0.get("label_set"),
-        "labels": list(c0["labels"]),
-        "in_size": c0["in_size"],
-        "in_chans": c0.get("in_chans", 1),
-        "preprocess": c0.get("preprocess"),
-        "params": sum(int(c.get("params") or 0) for _, c in cards),
-        "mflops": round(sum(float(c.get("mflops") or 0) for _, c in cards), 2),
-        "training": {"members": {c.get("name", n): c.get("training", {}) for n, c in cards},
-                     "selection": "each member: its own card; the ensemble: weighted mean of probabilities"},
-    }
+    return ModelCard(
+        format=ENSEMBLE_FORMAT,
+        name=name,
+        arch="ensemble",
+        members=[{"model": ref, "weight": float(w)} for ref, w in members],
+        num_classes=c0["num_classes"],
+        label_set=c0.get("label_set"),
+        labels=list(c0["labels"]),
+        in_size=c0["in_size"],
+        in_chans=c0.get("in_chans", 1),
+        preprocess=c0.get("preprocess"),
+        params=sum(int(c.get("params") or 0) for _, c in cards),
+        mflops=round(sum(float(c.get("mflops") or 0) for _, c in cards), 2),
+        training={"members": {c.get("name", n): c.get("training", {}) for n, c in cards},
+                  "selection": "each member: its own card; the ensemble: weighted mean of probabilities"},
+    ).to_dict()

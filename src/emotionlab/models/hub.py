@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..data.preprocess import PreprocessConfig
+from .card import validate_card
 from .ensemble import ProbEnsemble, check_members, is_ensemble_card, member_refs
 from .registry import create_model, flush_subnormals, list_models
 
@@ -93,7 +94,7 @@ def resolve(name_or_path: str | os.PathLike) -> tuple[Path, Path]:
         for stem in ("best", "model"):
             if (p / f"{stem}.safetensors").exists() and (p / f"{stem}.json").exists():
                 return p / f"{stem}.safetensors", p / f"{stem}.json"
-        if (p / "ensemble.json").exists():  # `emotionlab models ensemble --out DIR`
+        if (p / "ensemble.json").exists():  # `emotionlab maintain ensemble --out DIR`
             return p / "ensemble.json", p / "ensemble.json"
         raise FileNotFoundError(f"{p}: no best.safetensors + best.json model (or ensemble.json) in this directory")
     if p.suffix == ".safetensors" and p.exists():
@@ -103,7 +104,7 @@ def resolve(name_or_path: str | os.PathLike) -> tuple[Path, Path]:
         if p.name == "last.safetensors" and (p.parent / "best.json").exists():
             raise ValueError(f"{p} is a training checkpoint (the last epoch's weights, optimizer and RNG state), "
                              f"not a model: pass the run directory {p.parent} for its best epoch, or make a model "
-                             f"of the last epoch with `emotionlab models last-epoch {p.parent} --out DIR`")
+                             f"of the last epoch with `emotionlab maintain last-epoch {p.parent} --out DIR`")
         return p, card
     if p.suffix == ".json" and p.exists():
         return weights_of(p), p
@@ -115,9 +116,19 @@ def resolve(name_or_path: str | os.PathLike) -> tuple[Path, Path]:
                             "or give a run directory / .safetensors path")
 
 
+def read_card(card_path: str | os.PathLike) -> dict:
+    """The card in ``card_path``, checked against the schema (``models.card.ModelCard``): a card with a missing or
+    bad field is refused with one error naming the file and the field."""
+    try:
+        card = json.loads(Path(card_path).read_text())
+    except ValueError as e:
+        raise ValueError(f"{card_path}: not a JSON model card ({e})") from None
+    return validate_card(card, card_path)
+
+
 def load_card(name_or_path: str | os.PathLike = "default") -> dict:
     """The model card of a shipped name, alias, file or run directory, without building the model."""
-    return json.loads(resolve(name_or_path)[1].read_text())
+    return read_card(resolve(name_or_path)[1])
 
 
 def load_model(name_or_path: str | os.PathLike = "default", device: str | torch.device = "cpu",
@@ -126,12 +137,9 @@ def load_model(name_or_path: str | os.PathLike = "default", device: str | torch.
     from safetensors.torch import load_file
 
     wpath, cpath = resolve(name_or_path)
-    card = json.loads(Path(cpath).read_text())
+    card = read_card(cpath)
     if is_ensemble_card(card):
         return _load_ensemble(card, Path(cpath), device, _depth)
-    if not isinstance(card, dict) or "arch" not in card:
-        raise ValueError(f"{cpath}: not a model card (expected the JSON that `emotionlab train` writes as "
-                         "best.json, with keys arch, num_classes, labels, preprocess)")
     model = create_model(card["arch"], num_classes=card["num_classes"], in_size=card["in_size"],
                          in_chans=card.get("in_chans", 1), **card.get("arch_kwargs", {}))
     sd = load_file(str(wpath))

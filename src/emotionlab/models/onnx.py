@@ -8,7 +8,6 @@ evaluation, explain, calibration) can run the served graph without importing ``i
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import threading
@@ -65,6 +64,7 @@ def verify_onnx(model: torch.nn.Module, path: Path, in_chans: int, in_size: int,
 
 def export_onnx(model_name_or_path: str, out: Path | None = None, atol: float = 1e-3) -> Path:
     """Export a shipped / trained model to ONNX next to a copy of its model card; raise if outputs disagree."""
+    from ..models.card import ModelCard
     from ..models.hub import load_model
 
     lm = load_model(model_name_or_path, "cpu")
@@ -76,20 +76,21 @@ def export_onnx(model_name_or_path: str, out: Path | None = None, atol: float = 
     graph = shipped_graph(lm)
     if graph is not None:  # an int8 model: its graph is the product (the float weights are its source)
         shutil.copyfile(graph, out)
-        card = dict(lm.card)
-        card["onnx"] = {"opset": OPSET, "precision": "int8 (QDQ)", "copied_from": graph.name,
-                        "input": f"input (batch, {in_chans}, {in_size}, {in_size}) float32, normalized",
-                        "output": "logits (batch, num_classes)"}
-        out.with_suffix(".json").write_text(json.dumps(card, indent=2))
+        card = ModelCard.from_dict(lm.card, lm.card_path or lm.name)
+        card.set("onnx", {"opset": OPSET, "precision": "int8 (QDQ)", "copied_from": graph.name,
+                          "input": f"input (batch, {in_chans}, {in_size}, {in_size}) float32, normalized",
+                          "output": "logits (batch, num_classes)"})
+        card.write(out.with_suffix(".json"))
         return out
     _export_module(lm.model, in_chans, in_size, out)
     diff = verify_onnx(lm.model, out, in_chans, in_size)
     if diff > atol:
         raise RuntimeError(f"{out}: ONNX and PyTorch outputs differ by {diff:.2e} (> {atol:g})")
-    card = dict(lm.card)
-    card["onnx"] = {"opset": OPSET, "input": f"input (batch, {in_chans}, {in_size}, {in_size}) float32, normalized",
-                    "output": "logits (batch, num_classes)", "max_abs_diff_vs_torch": diff}
-    out.with_suffix(".json").write_text(json.dumps(card, indent=2))
+    card = ModelCard.from_dict(lm.card, lm.card_path or lm.name)  # the model's card, with the export's record
+    card.set("onnx", {"opset": OPSET, "input": f"input (batch, {in_chans}, {in_size}, {in_size}) float32, "
+                                               "normalized",
+                      "output": "logits (batch, num_classes)", "max_abs_diff_vs_torch": diff})
+    card.write(out.with_suffix(".json"))
     return out
 
 
@@ -140,7 +141,7 @@ def shipped_graph(lm) -> Path | None:
     if _VERIFIED[key] != g["sha256"]:
         raise ValueError(f"{path}: sha256 {_VERIFIED[key][:16]}... does not match its model card "
                          f"({str(g['sha256'])[:16]}...): the graph was changed or damaged; re-run "
-                         "`emotionlab models quantize`")
+                         "`emotionlab maintain quantize`")
     return path
 
 

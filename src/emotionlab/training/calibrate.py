@@ -90,11 +90,12 @@ def bake_logit_bias(model: nn.Module, bias: np.ndarray, probe: torch.Tensor) -> 
     model.eval()
     with torch.no_grad():
         before = model(probe).float()
+        old = layer.bias.detach().clone()  # restored exactly on refusal (x + b - b need not equal x in float)
         layer.bias += torch.as_tensor(bias, dtype=layer.bias.dtype)
         after = model(probe).float()
     if not torch.allclose(after - before, torch.as_tensor(bias, dtype=torch.float32).expand_as(before), atol=1e-4):
         with torch.no_grad():
-            layer.bias -= torch.as_tensor(bias, dtype=layer.bias.dtype)
+            layer.bias.copy_(old)
         raise ValueError(f"{name}: adding to its bias did not shift the logits by the bias (a later layer mixes "
                          "them); not baked")
     return name

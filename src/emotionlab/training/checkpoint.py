@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..models.card import ModelCard
 from ..models.registry import flush_subnormals
 
 
@@ -130,22 +131,22 @@ def export_last_epoch(run_dir: str | os.PathLike, out_dir: str | os.PathLike, we
     if not parts[which]:
         raise ValueError(f"{ckpt}: holds no {which} weights (the run had no ema_decay); use --weights model")
     state = _unjson(json.loads(state_path.read_text()))
-    card = json.loads(card_path.read_text())
+    card = ModelCard.read(card_path)
     epoch = int(state["epoch"]) + 1  # last.json counts from 0
     last = (state.get("history") or [{}])[-1]
-    card.setdefault("training", {})
-    card["training"]["selection"] = (f"the last epoch ({epoch}) of {run_dir}, {which} weights; not the best "
-                                     f"validation epoch ({state.get('best_epoch')})")
-    card["training"]["epochs_run"] = epoch
-    val = dict(card.get("metrics", {}).get("validation", {}))
+    card.training = dict(card.training or {})
+    card.training["selection"] = (f"the last epoch ({epoch}) of {run_dir}, {which} weights; not the best "
+                                  f"validation epoch ({state.get('best_epoch')})")
+    card.training["epochs_run"] = epoch
+    val = dict((card.metrics or {}).get("validation", {}))
     val.pop("weighted_f1", None)  # the history keeps accuracy and macro-F1 per epoch, not weighted F1
     val.update({k: last[h] for k, h in (("accuracy", "val_acc"), ("macro_f1", "val_macro_f1")) if h in last})
-    card.setdefault("metrics", {})["validation"] = val
+    card.metrics = {**(card.metrics or {}), "validation": val}
     out_dir.mkdir(parents=True, exist_ok=True)
     flush_subnormals(parts[which])  # like save_weights: a model file carries no subnormal values
     save_file({k: v.contiguous() for k, v in parts[which].items()}, str(out_dir / "best.safetensors"),
               metadata={"emotionlab_source": f"{ckpt} epoch {epoch} ({which})"})
-    write_json(out_dir / "best.json", card)
+    card.write(out_dir / "best.json")
     return out_dir
 
 

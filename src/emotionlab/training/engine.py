@@ -1,185 +1,48 @@
-"""torchvision-reference-style training: plain ``train_one_epoch`` / ``evaluate`` functions and ``fit``.
+"""The training loop, torchvision-reference style: plain ``train_one_epoch`` / ``evaluate`` functions and ``fit``
+(checkpoints every epoch, ``--resume``, selection on validation, the run's card).
 
 The whole dataset lives in memory as uint8 (FER-2013 is 80 MB); batches are normalized and augmented as
 tensors, which is faster on 2 CPU cores than a DataLoader with worker processes and runs unchanged on a GPU.
+
+The other concerns of a run live beside this module and are re-exported here, so ``from
+emotionlab.training.engine import X`` keeps working: ``optim`` (optimizer, schedule, loss, weight EMA),
+``hardware`` (device, bf16 autocast), ``distill`` (targets and teachers), ``planner`` (``--time-budget``) and
+``cards`` (the run's model card).
 """
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
-import math
-import platform
 import shlex
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..data.labels import get_label_set
 from ..data.preprocess import PreprocessConfig
-from ..models import count_mflops, count_params, create_model
-from ..models.classifier import FaceClassifier, softmax, to_input, tta_views  # noqa: F401  (tta_views: re-exported)
+from ..models import count_params, create_model
+from ..models.card import ModelCard
+from ..models.classifier import FaceClassifier, to_input, tta_views  # noqa: F401  (tta_views: re-exported)
 from .augment import augment_batch, mix_batch
+from .cards import model_card
 from .checkpoint import load_checkpoint, save_checkpoint, save_weights, write_json
-from .config import OPTIMIZERS, SCHEDULES, TrainConfig
+from .config import TrainConfig
+from .distill import soften, targets as _targets, teacher_targets  # noqa: F401  (soften: re-exported)
+from .hardware import autocast_ctx, choose_bf16, hardware_string, pick_device
 from .metrics import classification_metrics
+from .optim import (build_optimizer, build_scheduler, loss_class_weights, make_ema,  # noqa: F401
+                    param_groups, soft_cross_entropy)
+from .planner import EpochPlanner, history_summary
 
-
-def pick_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def hardware_string(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
-
-
-def autocast_ctx(device: torch.device, enabled: bool):
-    if not enabled:
-        return contextlib.nullcontext()
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast("cpu", dtype=torch.bfloat16)
-
-
-def choose_bf16(model: nn.Module, x: torch.Tensor, num_classes: int, device: torch.device,
-                rounds: int = 3, margin: float = 1.1) -> tuple[bool, dict]:
-    """``bf16: auto``: bf16 autocast if it trains ``model`` at least ``margin`` x faster than fp32 here.
-
-    Why: the same recipe runs on CPUs where bf16 autocast is 1.6-1.9x faster (AMX: Sapphire Rapids and later) and
-    on CPUs where it is slower (AVX2; AVX-512 without AMX), so only a measurement on this machine can decide.
-    Times one SGD step per mode, alternating, on a copy of the model and one batch ``x`` of real inputs; the
-    global RNG and the model are left untouched. On CUDA: bf16 when the GPU supports it, no timing.
-    """
-    if device.type == "cuda":
-        return bool(torch.cuda.is_bf16_supported()), {}
-    import copy
-
-    probe = copy.deepcopy(model).train()
-    opt = torch.optim.SGD(probe.parameters(), lr=1e-6)
-    y = torch.arange(len(x), device=x.device) % num_classes
-    best = {False: math.inf, True: math.inf}
-    with torch.random.fork_rng(devices=[]):
-        for r in range(rounds + 1):  # round 0 warms both paths up (oneDNN primitive creation)
-            for mode in (False, True):
-                t = time.perf_counter()
-                with autocast_ctx(device, mode):
-                    loss = F.cross_entropy(probe(x).float(), y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                if r:
-                    best[mode] = min(best[mode], time.perf_counter() - t)
-    speed = {"fp32_img_s": len(x) / best[False], "bf16_img_s": len(x) / best[True]}
-    return best[False] / best[True] >= margin, speed
-
-
-def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
-                       smoothing: float = 0.0) -> torch.Tensor:
-    if smoothing > 0:
-        target = target * (1 - smoothing) + smoothing / target.shape[1]
-    logp = F.log_softmax(logits.float(), dim=1)
-    loss = -(target * logp)
-    if weight is not None:
-        loss = loss * weight
-    return loss.sum(1).mean()
-
-
-def loss_class_weights(counts: np.ndarray, power: float = 1.0) -> np.ndarray:
-    """Per-class loss weights (inverse frequency) ** power, scaled to mean 1 so the learning rate keeps its meaning."""
-    w = (counts.sum() / np.maximum(counts, 1) / len(counts)) ** power
-    return w / w.mean()
-
-
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """No decay on norms and biases; per-layer L2 (``model.l2``) gets its own group."""
-    l2 = getattr(model, "l2", {}) or {}
-    decay, no_decay, special = [], [], {}
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        if name in l2:
-            special.setdefault(l2[name], []).append(p)
-        elif p.ndim <= 1:
-            no_decay.append(p)
-        else:
-            decay.append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    groups += [{"params": ps, "weight_decay": max(c, weight_decay)} for c, ps in special.items()]
-    return [g for g in groups if g["params"]]
-
-
-def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    groups = param_groups(model, cfg.weight_decay)
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=cfg.lr)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr)
-    raise ValueError(f"unknown optimizer {cfg.optimizer!r}; use {', '.join(OPTIMIZERS)}")
-
-
-def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
-    """Returns (scheduler, unit): unit 'step' schedulers advance every batch, 'epoch' ones every epoch."""
-    total = cfg.epochs * steps_per_epoch
-    warm = int(cfg.warmup_epochs * steps_per_epoch)
-    if cfg.time_budget and cfg.schedule not in ("cosine", "plateau", "none"):
-        raise ValueError(f"time_budget needs schedule cosine, plateau or none (got {cfg.schedule!r}): the others "
-                         "fix their steps when they are built")
-    if cfg.schedule == "cosine":
-        def f(step: int) -> float:
-            if step < warm:
-                return (step + 1) / max(1, warm)
-            total = cfg.epochs * steps_per_epoch  # read each step: a time budget may re-plan the epochs
-            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
-        return torch.optim.lr_scheduler.LambdaLR(opt, f), "step"
-    if cfg.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total,
-                                                   pct_start=max(0.05, min(0.5, warm / max(1, total)))), "step"
-    if cfg.schedule == "step":
-        ms = cfg.milestones or [int(cfg.epochs * 0.5), int(cfg.epochs * 0.75)]
-        return torch.optim.lr_scheduler.MultiStepLR(opt, ms, cfg.gamma), "epoch"
-    if cfg.schedule == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=cfg.gamma if cfg.gamma < 1 else 0.5,
-                                                          patience=cfg.plateau_patience), "plateau"
-    if cfg.schedule == "none":
-        return None, "none"
-    raise ValueError(f"unknown schedule {cfg.schedule!r}; use {', '.join(SCHEDULES)}")
-
-
-def make_ema(model: nn.Module, decay: float):
-    """Weight EMA (timm's ModelEmaV2) as ``torch.optim.swa_utils.AveragedModel``; buffers (BN statistics) too.
-
-    The decay ramps up as min(decay, (1 + n) / (10 + n)) after n updates, as TensorFlow's
-    ExponentialMovingAverage with ``num_updates``: the first steps do not freeze the average at the init.
-    """
-    from torch.optim.swa_utils import AveragedModel
-
-    if not 0.0 < decay < 1.0:
-        raise ValueError(f"ema_decay must be in (0, 1), got {decay}")
-
-    def multi_avg_fn(avg: list[torch.Tensor], cur: list[torch.Tensor], n: torch.Tensor) -> None:
-        # called once per device / dtype group and step (one host sync for n, not one per tensor on a GPU)
-        d = min(decay, (1.0 + float(n)) / (10.0 + float(n)))
-        if torch.is_floating_point(avg[0]):
-            torch._foreach_lerp_(avg, cur, 1.0 - d)
-        else:  # integer buffers (BN's num_batches_tracked)
-            for a, c in zip(avg, cur):
-                a.copy_(a * d + c * (1.0 - d))
-
-    ema = AveragedModel(model, multi_avg_fn=multi_avg_fn, use_buffers=True)
-    ema.eval()
-    return ema
+__all__ = ["fit", "train_one_epoch", "evaluate", "predict_proba", "load_training_data", "check_recipe",
+           "init_weights", "plot_history", "model_card", "EpochPlanner", "history_summary", "build_optimizer",
+           "build_scheduler", "param_groups", "soft_cross_entropy", "loss_class_weights", "make_ema", "soften",
+           "teacher_targets", "autocast_ctx", "choose_bf16", "hardware_string", "pick_device", "to_input",
+           "tta_views"]
 
 
 def train_one_epoch(model, opt, sched, sched_unit, images: torch.Tensor, targets: torch.Tensor, order: torch.Tensor,
@@ -244,72 +107,6 @@ def evaluate(model, images_u8, labels, label_names, pre: PreprocessConfig, tta: 
     m = classification_metrics(np.asarray(labels), probs.argmax(1), label_names)
     m["nll"] = float(-np.log(np.clip(probs[np.arange(len(labels)), np.asarray(labels)], 1e-12, 1)).mean()) if len(labels) else 0.0
     return m
-
-
-def _targets(ds, num_classes: int, cfg: TrainConfig, teacher: np.ndarray | None = None) -> torch.Tensor:
-    t = np.eye(num_classes, dtype=np.float32)[ds.labels]
-    if ds.soft is not None and cfg.ferplus_weight > 0:
-        w = cfg.ferplus_weight
-        t = w * ds.soft + (1 - w) * t
-    if teacher is not None and cfg.distill_weight > 0:
-        t = cfg.distill_weight * teacher + (1 - cfg.distill_weight) * t
-    return torch.from_numpy(t.astype(np.float32))
-
-
-def soften(probs: np.ndarray, temperature: float) -> np.ndarray:
-    """softmax(log p / T): for one view exactly the teacher's softmax(logits / T)."""
-    if temperature == 1.0:
-        return probs
-    logp = np.log(np.clip(probs, 1e-12, 1.0)) / temperature
-    return softmax(logp, axis=1, dtype=logp.dtype)
-
-
-def teacher_targets(cfg: TrainConfig, train, labels: list[str], in_size: int, device, out: Path,
-                    console=None) -> np.ndarray | None:
-    """Mean TTA probabilities (``cfg.teacher_tta``) of ``cfg.teachers`` on the training faces, cached in ``out``.
-
-    Computed once before the first epoch on the clean faces (not per augmented batch): on a CPU an online
-    teacher would cost several student steps per step. The cache is keyed by teachers, views and faces, so
-    ``--resume`` reuses it and a changed teacher list or view set recomputes it.
-    """
-    if not cfg.teachers or cfg.distill_weight <= 0:
-        return None
-    import hashlib
-
-    from ..models.hub import load_model, resolve
-
-    key = hashlib.sha256()
-    for t in cfg.teachers:
-        w, _ = resolve(t)
-        key.update(f"{t}|{w.stat().st_size}|{w.stat().st_mtime_ns}|".encode())
-    if cfg.teacher_tta != "flip":  # flip keeps the key it had before teacher_tta existed (old caches stay valid)
-        key.update(f"tta={cfg.teacher_tta}|".encode())
-    key.update(np.ascontiguousarray(train.images).tobytes())
-    key = key.hexdigest()[:16]
-    cache = out / f"teacher_probs_{key}.npy"
-    if cache.exists():
-        probs = np.load(cache)
-    else:
-        probs = 0
-        for t in cfg.teachers:
-            lm = load_model(t, device)
-            if lm.labels != list(labels):
-                raise ValueError(f"teacher {t!r} predicts {lm.labels}, the student is trained on {list(labels)}")
-            if lm.card["in_size"] != in_size:
-                raise ValueError(f"teacher {t!r} takes {lm.card['in_size']} px faces, the student {in_size} px; "
-                                 "distill between models of one input size")
-            t0 = time.perf_counter()
-            probs = probs + predict_proba(lm.model, train.images, lm.preprocess, 256, cfg.teacher_tta)
-            if console is not None:
-                console.print(f"teacher {lm.name} ({cfg.teacher_tta} TTA): {len(train)} training faces in "
-                              f"{time.perf_counter() - t0:.0f} s")
-        probs = (probs / len(cfg.teachers)).astype(np.float32)
-        np.save(cache, probs)
-    if console is not None:
-        agree = float((probs.argmax(1) == train.labels).mean())
-        console.print(f"distillation: {len(cfg.teachers)} teacher(s) agree with {agree:.1%} of the training "
-                      f"labels; weight {cfg.distill_weight}, temperature {cfg.distill_temperature}")
-    return soften(probs, cfg.distill_temperature)
 
 
 def check_recipe(cfg: TrainConfig, model: nn.Module, labels) -> None:
@@ -529,8 +326,7 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, console=Non
         if improved:
             best, best_epoch, bad_epochs = vm[cfg.select], epoch + 1, 0
             save_weights(eval_model, out / "best.safetensors")
-            write_json(out / "best.json", model_card(eval_model, cfg, pre, ls, vm, history, device, command,
-                                                                data_card))
+            model_card(eval_model, cfg, pre, ls, vm, history, device, command, data_card).write(out / "best.json")
         else:
             bad_epochs += 1
         console.print(f"epoch {epoch + 1:3d}/{cfg.epochs}  loss {tr['loss']:.4f}  acc {tr['acc']:.4f}  "
@@ -551,9 +347,9 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, console=Non
             console.print(f"early stop: no validation improvement for {cfg.patience} epochs")
             break
     if planner is not None and (out / "best.json").exists():  # the card records the schedule that really ran
-        card = json.loads((out / "best.json").read_text())
-        card["training"]["recipe"]["epochs"] = cfg.epochs
-        write_json(out / "best.json", card)
+        card = ModelCard.read(out / "best.json")
+        card.training["recipe"]["epochs"] = cfg.epochs
+        card.write(out / "best.json")
     plot_history(history, out / "curves.png")
     best_row = history[best_epoch - 1] if 0 < best_epoch <= len(history) else {}
     return {"best_val_acc": best_row.get("val_acc", best), "best_val_macro_f1": best_row.get("val_macro_f1"),
@@ -561,98 +357,8 @@ def fit(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, console=Non
             "hardware": hardware_string(device), "params": count_params(model)}
 
 
-def history_summary(history: list[dict]) -> dict:
-    """Epochs run, median seconds per epoch and median img/s of a run's history (rows of fit or of history.csv).
-
-    Medians: a few epochs slowed by another job on a shared machine should not set the study's compute column.
-    """
-    secs = [float(h["seconds"]) for h in history]
-    return {"epochs_run": len(history), "seconds_per_epoch": float(np.median(secs)) if secs else None,
-            "img_s": float(np.median([float(h["img_s"]) for h in history])) if history else None}
-
-
-class EpochPlanner:
-    """How many epochs fit in ``budget`` seconds of wall clock, from the epochs measured so far.
-
-    With a fixed horizon (``anneal=True``: cosine) the plan follows the mean measured rate both ways while the
-    first quarter of the plan runs (a GPU shared with other jobs speeds up when they end); later it only
-    shrinks, so the cosine tail is never stretched. Without one (plateau, constant rate) nothing depends on the
-    plan but the stopping point, so it follows the remaining time at the recent epoch time (median of the last
-    three) for the whole run: a few slow epochs beside another job no longer cut the run short for good, and the
-    run stops when the next epoch would overrun the budget. With a horizon the plan never drops below the epochs
-    already run plus one while time is left. It never exceeds ``max_epochs``.
-    """
-
-    def __init__(self, budget: float, max_epochs: int, start_epoch: int = 0, clock=time.perf_counter,
-                 anneal: bool = True):
-        self.budget, self.max_epochs, self.start_epoch, self.clock = budget, max_epochs, start_epoch, clock
-        self.anneal = anneal
-        self.t0 = self.t_last = clock()
-        self.planned = max_epochs
-        self.durations: list[float] = []
-
-    def after_epoch(self, done: int) -> int:
-        now = self.clock()
-        elapsed = now - self.t0
-        self.durations.append(now - self.t_last)
-        self.t_last = now
-        ran = done - self.start_epoch
-        if self.anneal:
-            fit = self.start_epoch + int(self.budget / max(elapsed / max(ran, 1), 1e-9))
-        else:
-            recent = float(np.median(self.durations[-3:]))
-            fit = done + int(max(self.budget - elapsed, 0.0) / max(recent, 1e-9))
-        floor = done + (1 if self.anneal and elapsed < self.budget else 0)  # no fixed horizon: stop at the budget
-        fit = max(floor, min(self.max_epochs, fit))
-        if not self.anneal or done <= max(1, self.planned // 4) or fit < self.planned:
-            self.planned = fit
-        return self.planned
-
-
 def _write_history(out: Path, history: list[dict]) -> None:
     with open(out / "history.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(history[0]))
         w.writeheader()
         w.writerows(history)
-
-
-_SELECT_WORDS = {"accuracy": "accuracy", "macro_f1": "macro-F1"}
-
-
-def model_card(model, cfg: TrainConfig, pre: PreprocessConfig, ls, val_metrics: dict, history, device,
-               command: str, data_card: dict | None = None) -> dict:
-    last = history[-1] if history else {}
-    card = {
-        "format": "emotionlab-model/1",
-        "name": cfg.model,
-        "arch": model.arch,
-        "arch_kwargs": getattr(model, "arch_kwargs", {}),
-        "num_classes": len(ls),
-        "label_set": ls.name,
-        "labels": list(ls.labels),
-        "in_size": model.in_size,
-        "in_chans": model.in_chans,
-        "preprocess": pre.to_dict(),
-        "params": count_params(model),
-        "mflops": round(count_mflops(create_model(model.arch, len(ls), model.in_size, model.in_chans,
-                                                  **getattr(model, "arch_kwargs", {})), model.in_size), 2),
-        "training": {
-            "data": cfg.data,
-            "ferplus": cfg.ferplus,
-            "selection": f"best validation {_SELECT_WORDS[cfg.select]} (FER-2013 PublicTest); PrivateTest never "
-                         "used in training",
-            "recipe": cfg.to_dict(),
-            "command": command,
-            "epochs_run": last.get("epoch"),
-            "img_s": last.get("img_s"),
-            "hardware": hardware_string(device),
-            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-        },
-        "metrics": {"validation": {k: val_metrics[k] for k in ("accuracy", "macro_f1", "weighted_f1", "n")}},
-    }
-    if data_card:
-        card["training"].update(data_card)
-        if "ferplus_rows" in data_card:
-            card["training"]["selection"] = (f"best validation {_SELECT_WORDS[cfg.select]} on the FER+ majority "
-                                             "labels of FER-2013 PublicTest; PrivateTest never used in training")
-    return card
