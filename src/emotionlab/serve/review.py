@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from pydantic import BaseModel
 
 from ..data.errors import DataError
 from ..data.fer2013 import FaceDataset
@@ -255,6 +256,14 @@ class ReviewStore:
         return out
 
 
+class Decision(BaseModel):
+    """A decision posted by the page: ``new`` only for ``relabel``."""
+
+    item: int
+    action: str
+    new: str | None = None
+
+
 def face_png(image: np.ndarray) -> bytes:
     import cv2
 
@@ -269,15 +278,8 @@ def create_review_app(items: list[ReviewItem], images: np.ndarray, labels: list[
     """The review page and its JSON API over ``items`` (``images[item.pos]`` is each face)."""
     from fastapi import FastAPI, HTTPException
     from fastapi.responses import FileResponse, JSONResponse, Response
-    from pydantic import BaseModel
-
     app = FastAPI(title="emotionlab review", docs_url=None, redoc_url=None, openapi_url=None)
     labels = list(labels)
-
-    class Decision(BaseModel):
-        item: int
-        action: str
-        new: str | None = None
 
     def _item(k: int) -> ReviewItem:
         if not 0 <= k < len(items):
