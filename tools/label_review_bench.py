@@ -30,7 +30,7 @@ def fer(args) -> dict:
     from emotionlab.data.labels import FER7
     from emotionlab.data.loader import load_dataset
 
-    ds = load_dataset(args.data).split("Training")
+    ds = load_dataset(args.data).split(args.split)
     votes = load_ferplus(args.ferplus)
     maj = votes.majority[ds.rows]  # FERPLUS8 index; -1: no majority, or unknown / not a face
     nf_or_unknown = ~votes.valid[ds.rows]
@@ -106,6 +106,17 @@ def folder(args) -> dict:
         out[kind] = {"flags": len(sel), "right": len(hit),
                      "precision": round(len(hit) / len(sel), 4) if sel else None,
                      "recall": round(len(hit) / len(flipped), 4)}
+    if args.ferplus:
+        from emotionlab.data.ferplus import load_ferplus
+        from emotionlab.data.labels import FER7
+
+        v = load_ferplus(args.ferplus)
+        wrong_src = {p for p, r in truth.items() if v.majority[int(r["row"])] >= 0
+                     and v.majority[int(r["row"])] != FER7.index(r["true"])}
+        sel = {Path(f["index"]).resolve() for f in flags if f["kind"] == "label"}
+        out["label"]["precision_flip_or_ferplus_disagrees"] = round(len(sel & (flipped | wrong_src)) / len(sel), 4)
+        out["source_labels_ferplus_disagrees"] = len(wrong_src)
+        out["base_rate_flip_or_ferplus_disagrees"] = round(len(flipped | wrong_src) / len(truth), 4)
     sug = {Path(f["index"]).resolve(): f["suggested"] for f in flags if f["kind"] == "label"}
     right = [p for p in sug if p in flipped]
     out["label"]["suggested_is_true_label"] = round(float(np.mean([sug[p] == truth[p]["true"] for p in right])), 4) \
@@ -168,6 +179,7 @@ def main() -> None:
     a.add_argument("issues", type=Path)
     a.add_argument("--data", required=True)
     a.add_argument("--ferplus", required=True)
+    a.add_argument("--split", default="Training")
     a = sub.add_parser("make-folder")
     a.add_argument("out")
     a.add_argument("--data", required=True)
@@ -177,6 +189,7 @@ def main() -> None:
     a = sub.add_parser("folder")
     a.add_argument("issues", type=Path)
     a.add_argument("--truth", required=True)
+    a.add_argument("--ferplus", help="also count a flag right when FER+ disagrees with the source label")
     a = sub.add_parser("cleaning")
     a.add_argument("issues", type=Path)
     a.add_argument("--data", required=True)
