@@ -180,3 +180,22 @@ def test_issue_rows_match_the_fixture_labels(tiny_fer_csv):
 
     ds = load_dataset(tiny_fer_csv)
     assert all(FER7.labels[int(ds.labels[int(r)])] == given for r, given, *_ in ISSUES)
+
+
+def test_folder_issues_match_when_the_folder_is_named_another_way(tmp_path, monkeypatch):
+    import cv2
+
+    from emotionlab.serve.review import load_items
+
+    root = tmp_path / "faces"
+    (root / "happy").mkdir(parents=True)
+    (root / "sad").mkdir()
+    img = np.random.default_rng(1).integers(0, 255, (48, 48)).astype(np.uint8)
+    cv2.imwrite(str(root / "happy" / "a.png"), img)
+    cv2.imwrite(str(root / "sad" / "b.png"), img[::-1])
+    monkeypatch.chdir(tmp_path)
+    rel = load_dataset(Path("faces"))  # the review names the folder relatively
+    issues = tmp_path / "i.csv"
+    issues.write_text(f"index,given,suggested,score,kind\n{root / 'sad' / 'b.png'},sad,happy,0.9,label\n")
+    items = load_items(issues, rel)
+    assert rel.label_set.labels[int(rel.labels[items[0].pos])] == "sad"

@@ -65,8 +65,9 @@ def load_items(issues: str | os.PathLike, ds: FaceDataset, kinds: tuple[str, ...
     (label and duplicate) is reviewed once, at its first place. Errors name the file and line."""
     path = Path(issues)
     ls: LabelSet = ds.label_set
-    if ds.paths:
+    if ds.paths:  # the same folder named another way (relative / absolute) still matches
         where = {p: i for i, p in enumerate(ds.paths)}
+        where.update({str(Path(p).resolve()): i for i, p in enumerate(ds.paths)})
     else:
         rows = ds.rows if ds.rows is not None else np.arange(len(ds))
         where = {str(int(r)): i for i, r in enumerate(rows)}
@@ -90,6 +91,8 @@ def load_items(issues: str | os.PathLike, ds: FaceDataset, kinds: tuple[str, ...
             if len(rec) < len(header):
                 raise DataError(path, f"has {len(rec)} fields, expected {len(header)}", line=lineno)
             face = rec[col["index"]].strip()
+            if ds.paths and face not in where:
+                face = str(Path(face).resolve())
             kind = rec[col["kind"]].strip()
             if kinds and kind not in kinds:
                 continue
