@@ -21,7 +21,7 @@ app = typer.Typer(
 )
 
 # Modules that add commands; each defines register(app). Missing optional modules are skipped.
-COMMAND_MODULES = ("data", "models", "predict", "explain", "text", "serve", "maintain")
+COMMAND_MODULES = ("data", "models", "predict", "explain", "text", "serve", "review", "maintain")
 
 
 @app.callback()

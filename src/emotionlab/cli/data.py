@@ -357,3 +357,70 @@ def review(
     else:
         console.print(f"{len(cand):,} candidate changes (FER+ majority >= {min_share:.0%} of votes) -> {escape(str(out))}; "
                       f"most common: {dict(pairs.most_common(5))}")
+
+
+@data_app.command("issues")
+def issues(
+    data: Path = typer.Option(..., "--data", help="FER-2013 CSV(.gz) or image folder (class subfolders)."),
+    out: Path = typer.Option(..., "--out", help="Folder for label_issues.csv, label_issues.png and issues.json."),
+    split: Optional[str] = typer.Option(None, "--split", help="Only this split (default: Training when the data "
+                                                               "has it, else every image)."),
+    folds: int = typer.Option(5, "--folds", callback=bounds(2, 50), help="Folds of the small out-of-fold model."),
+    model: Optional[str] = typer.Option(None, "--model", help="Score with this model instead (shipped name, run "
+                                                              "dir or .safetensors); it must not have trained on "
+                                                              "these faces."),
+    seed: int = typer.Option(0, "--seed", help="Fold assignment seed."),
+    per_class: int = typer.Option(8, "--per-class", callback=bounds(1, 50), help="Contact sheet: flags per class."),
+    outlier_quantile: float = typer.Option(0.002, "--outlier-quantile", callback=bounds(0, 0.5),
+                                           help="Share of faces farthest from the rest flagged as outliers."),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
+    labels: str = typer.Option("fer7", "--labels", help=LABELS_HELP),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help=SKIP_HELP),
+    ignore_unknown: bool = typer.Option(False, "--ignore-unknown", help=UNKNOWN_HELP),
+) -> None:
+    """Rank likely label errors (out-of-fold probabilities + confident learning), conflicting near duplicates and
+    outliers (blank / far from every other face): label_issues.csv and a contact sheet, to review with
+    `emotionlab review`."""
+    from ..training.label_issues import (contact_sheet, find_label_issues, model_probs, trained_on,
+                                         write_issues_csv)
+
+    with _errors():
+        check_input_path(data, "--data")
+        check_output_dir(out, "--out")
+        if model is not None:
+            from ..models.hub import resolve
+
+            resolve(model)  # a wrong name is one line now, not after loading the data
+        ds = _load(data, labels, skip_bad, ignore_unknown)
+        if split is not None:
+            ds = ds.split(split)
+        elif "Training" in ds.splits or "train" in ds.splits:
+            split = "Training" if "Training" in ds.splits else "train"
+            ds = ds.split(split)
+        t0 = time.perf_counter()
+        probs = None
+        if model is not None:
+            with console.status(f"scoring {len(ds):,} faces with {escape(model)}"):
+                probs, card = model_probs(ds, model)
+            warn = trained_on(card, data, split)
+            if warn:
+                console.print(f"[yellow]warning:[/] {escape(warn)}", highlight=False)
+        with console.status("finding label issues") as st:
+            res = find_label_issues(ds, folds=folds, seed=seed, pred_probs=probs, outlier_quantile=outlier_quantile,
+                                    progress=lambda s: st.update(f"finding label issues: {s}"))
+        out.mkdir(parents=True, exist_ok=True)
+        csv_path = write_issues_csv(out / "label_issues.csv", ds, res)
+        png = contact_sheet(out / "label_issues.png", ds, res, per_class=per_class)
+        np.save(out / "pred_probs.npy", res.pred_probs)
+        summary = {"data": str(data), "split": split or "all", "model": model or "hog+logreg out-of-fold",
+                   "seed": seed, **res.summary, "skipped_unreadable": int(ds.skipped),
+                   "seconds": round(time.perf_counter() - t0, 1), "issues_csv": str(csv_path),
+                   "contact_sheet": str(png), "pred_probs": str(out / "pred_probs.npy")}
+        (out / "issues.json").write_text(json.dumps(summary, indent=2))
+    if json_out:
+        print_json(summary)
+        return
+    f = summary["flags"]
+    console.print(f"{len(ds):,} faces ({summary['split']}): {f['label']:,} label, {f['duplicate']:,} duplicate, "
+                  f"{f['outlier']:,} outlier flags; probabilities {summary['probs_accuracy']:.1%} accurate; "
+                  f"wrote {escape(str(csv_path))} and {escape(str(png))}", highlight=False)
