@@ -124,7 +124,7 @@ def predict(
     duration: float | None = typer.Option(None, "--duration", callback=bounds(0, lo_open=True),
                                           help="Videos and streams: stop after S seconds (stream: wall clock; "
                                                "file: video time). Ctrl-C also ends a stream cleanly."),
-    track_gap: int = typer.Option(10, "--track-gap", callback=bounds(0, 100_000),
+    track_gap: int = typer.Option(20, "--track-gap", callback=bounds(0, 100_000),
                                   help="Videos: processed frames a face may go undetected and keep its id."),
     summary: bool = typer.Option(False, "--summary", help="Videos and streams: write <name>.summary.json and "
                                                           ".summary.png per person (needs --out)."),

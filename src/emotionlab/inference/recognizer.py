@@ -282,7 +282,7 @@ class FaceEmotionRecognizer:
         yield from flush()
 
     def stream(self, source, stride: int = 1, smoothing: float = 0.5, iou: float = 0.3,
-               max_missed: int = 10, live=None, limits: DecodeLimits | None = None,
+               max_missed: int = 20, live=None, limits: DecodeLimits | None = None,
                on_event=None) -> Iterator[FrameResult]:
         """Frames with tracked faces (stable ``face_id``, EMA-smoothed scores) of a video file, a camera index,
         a network stream (``rtsp://``, ``http(s)://`` MJPEG / MPEG-TS / HLS, ``udp://``...) or a

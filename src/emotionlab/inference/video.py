@@ -165,7 +165,7 @@ class VideoResult:
 
 
 def process_video(recognizer, path, out_dir: Path | None, stride: int = 1, smoothing: float = 0.5,
-                  progress=None, timeline: str = "csv", max_missed: int = 10, live=None,
+                  progress=None, timeline: str = "csv", max_missed: int = 20, live=None,
                   summary: bool = False, on_event=None, limits: DecodeLimits | None = None) -> VideoResult:
     """Run the recognizer over a video file, a camera index or a network stream; write
     ``<stem>.annotated.mp4``, ``<stem>.timeline.csv`` (or ``.parquet``) and ``<stem>.emotions.png`` into
