@@ -463,6 +463,8 @@ def webcam(
 
     from ..inference.draw import draw_faces
 
+    from ..data.errors import DataError
+
     _set_threads(threads)
     rec = _recognizer(model, detector, "cpu", backend, threads)
     frames = rec.stream(camera, smoothing=smoothing)
@@ -477,6 +479,10 @@ def webcam(
             cv2.imshow("emotionlab", img)
             if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
                 break
+    except DataError as e:
+        fail(str(e))
+    except KeyboardInterrupt:
+        pass
     except cv2.error as e:
         fail(f"this OpenCV build cannot open a window ({str(e).strip().splitlines()[-1]}); install the GUI build "
              "`opencv-python` instead of `opencv-python-headless`, or run `emotionlab predict VIDEO --out DIR`")
