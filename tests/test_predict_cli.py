@@ -101,6 +101,32 @@ def test_predict_video(model_dir, tmp_path):
         assert Path(row["outputs"][k]).exists()
 
 
+def test_predict_video_summary_duration_and_track_gap(model_dir, tmp_path):
+    vid = tmp_path / "clip.mp4"
+    _write_video(vid, _two_face_frames(cv2.imread(str(EXAMPLES / "astronaut.jpg")), 6))  # 10 fps
+    r = runner.invoke(app, ["predict", str(vid), "--json", "--model", str(model_dir), "--out", str(tmp_path / "o"),
+                            "--summary", "--duration", "0.4", "--track-gap", "5"])
+    assert r.exit_code == 0, r.output
+    (row,) = _json_lines(r.stdout)
+    assert row["frames"] == 4 and "error" not in row  # 0.0 .. 0.3 s: stopped on purpose, not "truncated"
+    s = json.loads(Path(row["outputs"]["summary"]).read_text())
+    assert s["source"] == str(vid) and len(s["people"]) == 2
+    for p in s["people"]:
+        assert p["frames"] == 4 and p["time_on_screen_s"] == pytest.approx(0.4)
+        assert abs(sum(p["share"].values()) - 1) < 1e-3 and p["dominant"] in FER7
+    assert Path(row["outputs"]["summary_plot"]).stat().st_size > 1000
+
+
+@pytest.mark.parametrize("args, flag", [(["--duration", "nan"], "--duration"), (["--duration", "0"], "--duration"),
+                                        (["--track-gap", "-1"], "--track-gap"),
+                                        (["--read-timeout", "0"], "--read-timeout"),
+                                        (["--reconnect", "-2"], "--reconnect"), (["--summary"], "--summary")])
+def test_stream_and_video_flags_are_checked_before_work(model_dir, tmp_path, args, flag):
+    r = runner.invoke(app, ["predict", str(EXAMPLES / "astronaut.jpg"), "--model", str(model_dir), *args])
+    assert r.exit_code == 2 and flag in r.stderr and "Traceback" not in r.output
+    assert "using" not in r.stderr  # refused before the model was loaded
+
+
 def test_predict_without_a_model_is_a_clear_error(tmp_path):
     r = runner.invoke(app, ["predict", str(EXAMPLES / "astronaut.jpg"), "--model", str(tmp_path / "nope")])
     assert r.exit_code == 2

@@ -60,8 +60,10 @@ def _recognizer(model: str, detector: str, device: str, backend: str, threads: i
     return rec
 
 
-def expand_inputs(paths: list[Path], videos: bool = True) -> list[tuple[Path, Path]]:
+def expand_inputs(paths: list, videos: bool = True) -> list[tuple]:
     """Files and folders (recursive) -> (file, path relative to its input root) for images (and videos).
+    With ``videos``, live sources (stream URLs, and camera indexes that are not files here) stay as their
+    string: ``(source, Path(name for its outputs))``.
 
     Files named one by one are always kept (a missing or unreadable one fails individually later); the other
     files found in folders are left out by extension, and said so on the console (nothing silently dropped).
@@ -69,9 +71,15 @@ def expand_inputs(paths: list[Path], videos: bool = True) -> list[tuple[Path, Pa
     from ..data.folders import IMAGE_EXTS
     from ..inference.video import VIDEO_EXTS
 
+    from ..inference.sources import is_camera, is_network_source, source_name
+
     exts = IMAGE_EXTS | VIDEO_EXTS if videos else IMAGE_EXTS
     out, other = [], []
     for p in paths:
+        if videos and isinstance(p, str) and (is_network_source(p) or (is_camera(p) and not Path(p).exists())):
+            out.append((p, Path(source_name(p))))
+            continue
+        p = Path(p)
         if p.is_dir():
             files = sorted(f for f in p.rglob("*") if f.is_file())
             out += [(f, f.relative_to(p)) for f in files if f.suffix.lower() in exts]
@@ -87,7 +95,8 @@ def expand_inputs(paths: list[Path], videos: bool = True) -> list[tuple[Path, Pa
 
 
 def predict(
-    paths: list[Path] = typer.Argument(..., help="Image files, folders (searched recursively) and videos."),
+    paths: list[str] = typer.Argument(..., help="Image files, folders (searched recursively), videos, camera "
+                                                 "indexes (0) and live streams (rtsp://, http(s)://, udp://...)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object per input on stdout."),
     csv_out: Path | None = typer.Option(None, "--csv", help="Write one row per face to this CSV file."),
     out: Path | None = typer.Option(None, "--out", help="Directory for annotated images / videos, timelines, plots."),
@@ -112,15 +121,33 @@ def predict(
     max_pixels: int = typer.Option(DecodeLimits.local().max_pixels, "--max-pixels", callback=bounds(1),
                                    help="Largest image (width x height) decoded; larger ones are refused "
                                         "from their header, before decoding."),
+    duration: float | None = typer.Option(None, "--duration", callback=bounds(0, lo_open=True),
+                                          help="Videos and streams: stop after S seconds (stream: wall clock; "
+                                               "file: video time). Ctrl-C also ends a stream cleanly."),
+    track_gap: int = typer.Option(20, "--track-gap", callback=bounds(0, 100_000),
+                                  help="Videos: processed frames a face may go undetected and keep its id."),
+    summary: bool = typer.Option(False, "--summary", help="Videos and streams: write <name>.summary.json and "
+                                                          ".summary.png per person (needs --out)."),
+    read_timeout: float = typer.Option(5.0, "--read-timeout", callback=bounds(0, 3600, lo_open=True),
+                                       help="Streams: seconds without a frame before the stream counts as lost."),
+    reconnect: int = typer.Option(5, "--reconnect", callback=bounds(0, 1000),
+                                  help="Streams: reopen attempts (with backoff) after a loss; 0 ends at the first."),
 ) -> None:
     """Detect faces and classify their emotions; bad files are reported one by one and counted."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from ..inference.video import VIDEO_EXTS
 
+    from ..inference.sources import LiveOptions
+
     limits = DecodeLimits.local(max_pixels=max_pixels)
     if timeline not in ("csv", "parquet"):
         fail(f"--timeline {timeline!r}: expected csv or parquet")
+    if summary and out is None:
+        fail("--summary writes files: give --out DIR")
+    live = LiveOptions(read_timeout_s=read_timeout, reconnect_tries=reconnect, duration_s=duration)
+    vopts = {"stride": stride, "smoothing": smoothing, "timeline": timeline, "max_missed": track_gap,
+             "live": live, "summary": summary, "limits": limits}
     _check_pipeline(detector, backend, tta)
     from ..data.outputs import check_output_dir, check_output_file
     from ..models.device import resolve_device
@@ -146,6 +173,7 @@ def predict(
         out.mkdir(parents=True, exist_ok=True)
     results: list[dict] = []  # one per input, in input order
     failures = 0
+    stopped = False  # Ctrl-C during a file: the rest is not started, what was done is written
     n_faces = 0
 
     def emit(res: dict) -> None:
@@ -158,16 +186,21 @@ def predict(
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=console, disable=not show, transient=True) as prog:
         task = prog.add_task("predict", total=len(items))
-        runs = groupby(items, key=lambda it: it[0].suffix.lower() in VIDEO_EXTS)
+        runs = groupby(items, key=lambda it: isinstance(it[0], str) or it[0].suffix.lower() in VIDEO_EXTS)
         for is_video, run in runs:
             run = list(run)
             if is_video:
                 for path, rel in run:
-                    res = _predict_video(rec, path, rel, out, stride, smoothing, timeline)
+                    res = _predict_video(rec, path, rel, out, vopts)
                     n_faces += res.get("faces_detected", 0)
                     failures += "error" in res
                     emit(res)
                     prog.advance(task)
+                    if res.pop("_stop", False):
+                        stopped = True
+                        break
+                if stopped:
+                    break
                 continue
             # images stream through the library's one batched path: at most `batch` decoded at a time
             for r in rec.predict_iter(((str(p), p) for p, _ in run), batch=batch, limits=limits):
@@ -193,6 +226,9 @@ def predict(
     ok = len(results) - failures
     console.print(f"{len(results)} input(s): {ok} ok, {failures} failed; {n_faces} face(s); model {rec.model_name}"
                   + (f"; outputs in {out}" if out is not None else ""), highlight=False)
+    if stopped:
+        console.print("[yellow]stopped by Ctrl-C; the outputs of what was processed are written[/]")
+        raise typer.Exit(130)
     if failures:
         raise typer.Exit(1)
 
@@ -329,36 +365,41 @@ def _save_annotated(img, faces, dest: Path, debug: bool) -> Path:
     return dest
 
 
-def _predict_video(rec, path: Path, rel: Path, out: Path | None, stride: int, smoothing: float,
-                   timeline: str) -> dict:
+def _predict_video(rec, path, rel: Path, out: Path | None, vopts: dict) -> dict:
+    """One video file, camera or stream through :func:`emotionlab.inference.video.process_video`; its JSON
+    line (per-track mean scores from the per-person summary, live statistics)."""
     from ..data.errors import DataError
-    from ..inference.video import process_video, write_timeline
+    from ..inference.sources import is_live, redact
+    from ..inference.video import process_video
 
     vout = (out / rel).parent if out is not None else None
+    live = isinstance(path, str) and is_live(path)
+    name = redact(path) if live else str(path)
+
+    def event(msg: str) -> None:
+        console.print(f"[yellow]{escape(msg)}[/]", highlight=False)
+
+    if live:
+        console.print(f"reading {escape(name)} live (Ctrl-C ends it; the outputs are written)", highlight=False)
     try:
-        res = process_video(rec, path, vout, stride=stride, smoothing=smoothing)
+        res = process_video(rec, path, vout, on_event=event, **vopts)
     except DataError as e:
         console.print(f"[red]failed[/] {escape(str(e))}", highlight=False)
-        return {"path": str(path), "error": str(e), "faces": []}
-    if vout is not None and timeline == "parquet" and res.rows:
-        try:
-            res.outputs["timeline"] = str(write_timeline(res.rows, vout / f"{path.stem}.timeline.parquet", rec.labels))
-        except ImportError:
-            console.print("[yellow]pyarrow is not installed; the timeline stays CSV[/]")
-    tracks: dict[int, dict] = {}
-    for r in res.rows:
-        t = tracks.setdefault(r["face_id"], {"face_id": r["face_id"], "frames": 0, "sum": {}})
-        t["frames"] += 1
-        t["box"] = [r["x"], r["y"], r["w"], r["h"]]
-        for k in rec.labels:
-            t["sum"][k] = t["sum"].get(k, 0.0) + r[f"p_{k}"]
-    faces = []
-    for t in tracks.values():
-        scores = {k: v / t["frames"] for k, v in t["sum"].items()}
-        faces.append({"face_id": t["face_id"], "frames": t["frames"], "box": t["box"],
-                      "label": max(scores, key=scores.get), "scores": scores})
-    d = {"path": str(path), "type": "video", "frames": res.frames, "faces_detected": res.faces, "faces": faces,
-         "outputs": res.outputs}
+        return {"path": name, "error": str(e), "faces": []}
+    faces = [{"face_id": p["face_id"], "frames": p["frames"], "box": p["last_box"], "label":
+              max(p["mean_scores"], key=p["mean_scores"].get), "scores": p["mean_scores"]}
+             for p in res.summary.get("people", [])]
+    d = {"path": name, "type": "stream" if live else "video", "frames": res.frames, "faces_detected": res.faces,
+         "faces": faces, "outputs": res.outputs}
+    if res.live is not None:
+        d["live"] = res.live
+        lv = res.live
+        console.print(f"{escape(name)}: {lv['frames_processed']} frame(s) processed at {lv['fps_processed']:.1f}/s, "
+                      f"{lv['frames_dropped']} dropped while inference lagged, {lv['reconnects']} reconnect(s); "
+                      f"ended: {lv['ended']}", highlight=False)
+    if res.interrupted:
+        d["interrupted"] = True
+        d["_stop"] = not live  # Ctrl-C is how a live run ends; in a list of files it stops the rest
     if res.error:
         d["error"] = res.error
         console.print(f"[red]failed[/] {escape(res.error)}", highlight=False)
@@ -422,6 +463,8 @@ def webcam(
 
     from ..inference.draw import draw_faces
 
+    from ..data.errors import DataError
+
     _set_threads(threads)
     rec = _recognizer(model, detector, "cpu", backend, threads)
     frames = rec.stream(camera, smoothing=smoothing)
@@ -436,6 +479,10 @@ def webcam(
             cv2.imshow("emotionlab", img)
             if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
                 break
+    except DataError as e:
+        fail(str(e))
+    except KeyboardInterrupt:
+        pass
     except cv2.error as e:
         fail(f"this OpenCV build cannot open a window ({str(e).strip().splitlines()[-1]}); install the GUI build "
              "`opencv-python` instead of `opencv-python-headless`, or run `emotionlab predict VIDEO --out DIR`")

@@ -322,16 +322,36 @@ class FaceEmotionRecognizer:
         yield from flush()
 
     def stream(self, source, stride: int = 1, smoothing: float = 0.5, iou: float = 0.3,
-               max_missed: int = 10) -> Iterator[FrameResult]:
-        """Frames of a video file or camera index with tracked faces (stable ``face_id``, EMA-smoothed scores)."""
+               max_missed: int = 20, live=None, limits: DecodeLimits | None = None,
+               on_event=None) -> Iterator[FrameResult]:
+        """Frames with tracked faces (stable ``face_id``, EMA-smoothed scores) of a video file, a camera index,
+        a network stream (``rtsp://``, ``http(s)://`` MJPEG / MPEG-TS / HLS, ``udp://``...) or a
+        :class:`~emotionlab.inference.sources.LiveSource`.
+
+        A file gives every ``stride``-th frame. A camera or stream is read live: the newest frame is processed
+        and the backlog dropped (``FrameResult.dropped`` counts them), with the timeouts, reconnects and
+        ``duration_s`` of ``live`` (:class:`~emotionlab.inference.sources.LiveOptions`). ``max_missed``: frames
+        (processed ones) a face may go undetected and keep its id."""
+        from .sources import LiveSource, is_live
         from .tracking import FaceTracker
         from .video import iter_frames
 
         tracker = FaceTracker(iou=iou, max_missed=max_missed, smoothing=smoothing)
-        for idx, t, frame in iter_frames(source, stride):
-            faces = self.predict_images([frame])[0]
-            tracker.update(faces)
-            yield FrameResult(idx, t, frame, faces)
+        if isinstance(source, LiveSource):
+            frames, own = source, False
+        elif is_live(source):
+            frames, own = LiveSource(source, live, limits, stride, on_event), True
+        else:
+            frames, own = iter_frames(source, stride, limits), False
+        stats = getattr(frames, "stats", None)
+        try:
+            for idx, t, frame in frames:
+                faces = self.predict_images([frame])[0]
+                tracker.update(faces)
+                yield FrameResult(idx, t, frame, faces, stats.frames_dropped if stats is not None else 0)
+        finally:
+            if own:
+                frames.close()
 
     def describe(self) -> str:
         card = self.loaded.card
@@ -365,3 +385,4 @@ class FrameResult:
     time: float
     frame: np.ndarray = field(repr=False)
     faces: list[Face]
+    dropped: int = 0  # live sources: frames dropped so far because inference lagged
