@@ -45,13 +45,15 @@ def _check_pipeline(detector: str, backend: str, tta: str) -> None:
 
 
 def _recognizer(model: str, detector: str, device: str, backend: str, threads: int,
-                attributes: tuple[str, ...] = ("emotion",), gender_model: str = "gender", tta: str = "none"):
+                attributes: tuple[str, ...] = ("emotion",), gender_model: str = "gender", tta: str = "none",
+                min_confidence: float | None = None, align: bool = False):
     from ..inference import FaceEmotionRecognizer
 
     _check_pipeline(detector, backend, tta)
     try:
         rec = FaceEmotionRecognizer(model=model, detector=detector, device=device, backend=backend,
-                                    threads=threads, attributes=attributes, gender_model=gender_model, tta=tta)
+                                    threads=threads, attributes=attributes, gender_model=gender_model, tta=tta,
+                                    min_confidence=min_confidence, align=align)
     except FileNotFoundError as e:
         fail(f"{e}\n(no usable emotion model: pass --model RUN_DIR of a trained run, or ship one as 'default')")
     console.print(f"[bold]using[/] {escape(rec.describe())}", highlight=False)
@@ -118,6 +120,11 @@ def predict(
     gender_model: str = typer.Option("gender", "--gender-model", help="Model for the gender attribute."),
     tta: str = typer.Option("none", "--tta", help="Test-time augmentation of the classifier: none | flip "
                                                   "(2x its time) | ten (10x); averaged probabilities."),
+    min_confidence: float | None = typer.Option(None, "--min-confidence", callback=bounds(0, 1, hi_open=True),
+                                                help="Label a face 'uncertain' when its top calibrated score is "
+                                                     "below P (docs/results_calibration.md: accuracy vs coverage)."),
+    align: bool = typer.Option(False, "--align", help="Turn each crop with the head's roll (BlazeFace eye "
+                                                      "keypoints); +1 point at 30 deg tilt, noise below."),
     max_pixels: int = typer.Option(DecodeLimits.local().max_pixels, "--max-pixels", callback=bounds(1),
                                    help="Largest image (width x height) decoded; larger ones are refused "
                                         "from their header, before decoding."),
@@ -168,7 +175,7 @@ def predict(
     items = expand_inputs(paths)
     if not items:
         fail("no images or videos found in " + ", ".join(map(str, paths)))
-    rec = _recognizer(model, detector, device, backend, threads, attrs, gender_model, tta)
+    rec = _recognizer(model, detector, device, backend, threads, attrs, gender_model, tta, min_confidence, align)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     results: list[dict] = []  # one per input, in input order

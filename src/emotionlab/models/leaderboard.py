@@ -108,10 +108,10 @@ def _made_by(card: dict) -> str:
     if card.get("arch") == "ensemble":
         refs = " ".join(m["model"] for m in card.get("members", []))
         ws = " ".join(f"--weight {m.get('weight', 1)}" for m in card.get("members", []))
-        return f"emotionlab models ensemble {refs} {ws}"
+        return f"emotionlab maintain ensemble {refs} {ws}"
     if card.get("quantized_from"):
         rep = card.get("reproduce") or []
-        return rep[0] if rep else f"emotionlab models quantize {card['quantized_from']}"
+        return rep[0] if rep else f"emotionlab maintain quantize {card['quantized_from']}"
     return t.get("command") or "–"
 
 
@@ -275,7 +275,7 @@ def render_leaderboard(docs: str | os.PathLike | None = None) -> str:
     out += _text_table(s) + [""]
     out += ["## Apparent gender and its groups", ""]
     out += _gender_tables(s) + [""]
-    out += ["## Speed", "", "Per-face classification timed by `emotionlab models quantize` into each int8 card "
+    out += ["## Speed", "", "Per-face classification timed by `emotionlab maintain quantize` into each int8 card "
             "(ONNX Runtime, 1 thread, random input; median over 5 interleaved rounds). End-to-end frame rates "
             "and the peer's speed are in the peer comparison below; speeds from different machines are not "
             "comparable.", ""]
