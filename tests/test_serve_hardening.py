@@ -327,12 +327,32 @@ def test_stream_controls_are_parsed_strictly():
         ws.send_bytes(jpeg())
         assert "crop" not in ws.receive_json()["faces"][0], "a refused control must not turn debug on"
         ws.send_text('{"debug": true, "smoothing": 0.25}')
-        assert ws.receive_json() == {"ok": True, "debug": True, "smoothing": 0.25}
+        assert ws.receive_json() == {"ok": True, "debug": True, "smoothing": 0.25, "min_confidence": None}
         ws.send_text('{"debug": false}')
         assert ws.receive_json()["debug"] is False
 
 
-@pytest.mark.parametrize("query", ["debug=maybe", "smoothing=abc", "smoothing=nan", "smoothing=inf", "smoothing=1"])
+def test_stream_min_confidence_control_relabels_and_refuses_garbage():
+    with TestClient(create_app(FakeRecognizer(), FakeText())) as c, c.websocket_connect("/v1/stream") as ws:
+        ws.send_bytes(jpeg())
+        first = ws.receive_json()["faces"][0]
+        assert first["label"] != "uncertain"
+        for bad in ('{"min_confidence": 1}', '{"min_confidence": "0.5"}', '{"min_confidence": NaN}'):
+            ws.send_text(bad)
+            assert ws.receive_json()["error"] == "invalid_control", bad
+        ws.send_text('{"min_confidence": 0.8}')  # the fake face's top score is 0.7
+        assert ws.receive_json()["min_confidence"] == 0.8
+        ws.send_bytes(jpeg())
+        face = ws.receive_json()["faces"][0]
+        assert face["label"] == "uncertain" and face["scores"] == first["scores"]
+    with TestClient(create_app(FakeRecognizer(), FakeText())) as c, \
+            c.websocket_connect("/v1/stream?min_confidence=0.8") as ws:
+        ws.send_bytes(jpeg())
+        assert ws.receive_json()["faces"][0]["label"] == "uncertain"
+
+
+@pytest.mark.parametrize("query", ["debug=maybe", "smoothing=abc", "smoothing=nan", "smoothing=inf", "smoothing=1",
+                                   "min_confidence=1", "min_confidence=x"])
 def test_bad_stream_parameters_close_with_a_reason(query):
     with TestClient(create_app(FakeRecognizer(), FakeText())) as c, c.websocket_connect(f"/v1/stream?{query}") as ws:
         msg = ws.receive_json()

@@ -20,6 +20,7 @@ from ..errors import ApiError, clean_detail
 from ..imaging import ImageInputError
 from ..settings import normalize_origin
 from ..state import ServeState
+from .faces import relabel
 
 router = APIRouter()
 POLICY_VIOLATION = 1008
@@ -92,7 +93,8 @@ async def _refuse(ws: WebSocket, error: str, detail: str) -> None:
 @router.websocket("/v1/stream")
 async def v1_stream(ws: WebSocket):
     """Binary messages are frames (JPEG/PNG/WebP); text messages are JSON controls ``{"debug": bool,
-    "smoothing": number}``. Query: ``debug`` (bool), ``smoothing`` (0 <= x < 1). Each frame is answered with
+    "smoothing": number, "min_confidence": number}``. Query: ``debug`` (bool), ``smoothing`` and
+    ``min_confidence`` (0 <= x < 1; min_confidence: label ``uncertain`` below it, default the server's). Each frame is answered with
     ``{"frame", "faces", "model", "image", "took_ms"}`` or, for a bad frame, ``{"frame", "error", "detail"}``;
     the connection stays open either way."""
     st: ServeState = ws.app.state.serve
@@ -106,6 +108,8 @@ async def v1_stream(ws: WebSocket):
         debug = parse_bool_param("debug", ws.query_params.get("debug"), False)
         tracker = FaceTracker(smoothing=_float_param("smoothing", ws.query_params.get("smoothing"), 0.0),
                               first_id=1)
+        raw_min = ws.query_params.get("min_confidence")
+        min_conf = None if raw_min is None else _float_param("min_confidence", raw_min, 0.0)
     except ValueError as e:
         await _refuse(ws, "validation_error", str(e))
         return
@@ -120,18 +124,21 @@ async def v1_stream(ws: WebSocket):
                     ctl = json.loads(msg["text"])
                     if not isinstance(ctl, dict):
                         raise ValueError("expected a JSON object such as {\"debug\": true}")
-                    unknown = sorted(set(ctl) - {"debug", "smoothing"})
+                    unknown = sorted(set(ctl) - {"debug", "smoothing", "min_confidence"})
                     if unknown:
                         raise ValueError(f"unknown key(s) {', '.join(k[:20] for k in unknown[:5])}; "
-                                         "expected debug, smoothing")
+                                         "expected debug, smoothing, min_confidence")
                     new_debug = parse_bool("debug", ctl["debug"]) if "debug" in ctl else debug
                     new_smoothing = (parse_smoothing(ctl["smoothing"]) if "smoothing" in ctl
                                      else tracker.smoothing)
+                    new_min = (parse_smoothing(ctl["min_confidence"], "min_confidence")
+                               if "min_confidence" in ctl else min_conf)
                 except ValueError as e:  # json.JSONDecodeError is a ValueError
                     await ws.send_json({"error": "invalid_control", "detail": clean_detail(f"control message: {e}")})
                     continue
-                debug, tracker.smoothing = new_debug, new_smoothing
-                await ws.send_json({"ok": True, "debug": debug, "smoothing": tracker.smoothing})
+                debug, tracker.smoothing, min_conf = new_debug, new_smoothing, new_min
+                await ws.send_json({"ok": True, "debug": debug, "smoothing": tracker.smoothing,
+                                    "min_confidence": min_conf})
                 continue
             data = msg.get("bytes") or b""
             n += 1
@@ -147,6 +154,7 @@ async def v1_stream(ws: WebSocket):
                 await ws.send_json({"frame": n, "error": e.error, "detail": clean_detail(e.detail)})
                 continue
             tracker.update(out["faces"])
+            relabel(out["faces"], min_conf)  # after smoothing: the label follows the scores shown
             out.update(frame=n, took_ms=round((time.perf_counter() - t0) * 1000, 2))
             await ws.send_json(out)
     except WebSocketDisconnect:

@@ -102,7 +102,7 @@ function openStream() {
   const ws = new WebSocket(`${proto}://${location.host}/v1/stream?smoothing=0.4`);
   ws.binaryType = "arraybuffer";
   ws.onopen = () => {
-    ws.send(JSON.stringify({ debug: $("debug-toggle").checked }));
+    ws.send(JSON.stringify({ debug: $("debug-toggle").checked, min_confidence: minConfidence() }));
     sendFrame();
   };
   ws.onmessage = (ev) => {
@@ -160,6 +160,15 @@ function stopCamera() {
 }
 
 $("cam-toggle").addEventListener("click", () => (live.running ? stopCamera() : startCamera()));
+// faces whose top calibrated score is below this are shown as "uncertain" (0 = always the top class)
+function minConfidence() {
+  const v = Number($("min-confidence").value);
+  return Number.isFinite(v) && v >= 0 && v < 1 ? v : 0;
+}
+$("min-confidence").addEventListener("change", () => {
+  if (live.ws && live.ws.readyState === 1) live.ws.send(JSON.stringify({ min_confidence: minConfidence() }));
+});
+
 $("debug-toggle").addEventListener("change", () => {
   const on = $("debug-toggle").checked;
   $("debug-panel").hidden = !on;
@@ -172,7 +181,7 @@ let uploaded = null;
 async function postImage(file) {
   const form = new FormData();
   form.append("image", file);
-  const r = await fetch("/v1/faces?debug=1", { method: "POST", body: form });
+  const r = await fetch(`/v1/faces?debug=1&min_confidence=${minConfidence()}`, { method: "POST", body: form });
   return [r.ok, await r.json()];
 }
 
