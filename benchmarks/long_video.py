@@ -36,6 +36,28 @@ def make_video(path: Path, minutes: float, fps: int = 25) -> None:
                     "-c:v", "mpeg4", "-q:v", "6", str(path)], check=True)
 
 
+def plot_rss(rep: dict, path: Path) -> Path:
+    """The resident memory of the ``predict`` process over the run (what "constant memory" means here)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t, mb = zip(*rep["rss_curve"])
+    fig, ax = plt.subplots(figsize=(6.4, 3.0))
+    ax.plot([x / 60 for x in t], mb, lw=1.2)
+    ax.set_xlabel("wall time (min)")
+    ax.set_ylabel("RSS (MB)")
+    ax.set_ylim(0, max(mb) * 1.15)
+    ax.grid(alpha=0.3)
+    ax.set_title(f"{rep['video']}, --stride {rep['stride']}: resident memory of emotionlab predict", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--minutes", type=float, default=60.0)
@@ -44,6 +66,7 @@ def main() -> None:
     ap.add_argument("--video", type=Path, default=None, help="reuse this video instead of making one")
     ap.add_argument("--model", default="default")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--plot", type=Path, default=None, help="PNG of the resident memory over the run")
     a = ap.parse_args()
     if shutil.which("ffmpeg") is None:
         sys.exit("ffmpeg is needed to make the video")
@@ -91,6 +114,8 @@ def main() -> None:
     if first and last:
         rep["rss_mb"]["last_minus_first"] = round(rep["rss_mb"]["last_minute_median"] -
                                                   rep["rss_mb"]["first_minute_median"], 1)
+    if a.plot:
+        plot_rss(rep, a.plot)
     text = json.dumps(rep, indent=2)
     if a.json:
         a.json.write_text(text)

@@ -2,6 +2,8 @@
 
     .venv/bin/python benchmarks/robustness.py --models default,fast [--data FER.csv.gz] [--split PrivateTest]
         [--corruptions all] [--photo] [--json out/robustness.json] [--md out/robustness.md] [--threads 1]
+    .venv/bin/python benchmarks/robustness.py --write-photos DIR --tilt 30 --limit 1500   (a photo folder for
+        `emotionlab evaluate --data DIR --detect [--align]`)
 
 Why: real users' faces are not 48x48 FER crops. Every model sees the same corrupted crops
 (``emotionlab.explain.corruptions``: low resolution, blur, JPEG, noise, exposure, contrast, tilt) through the
@@ -64,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--align-study", default="", metavar="DEGREES",
                     help="photo path with the head tilted by each of these degrees (e.g. 0,15,30), cropped "
                          "upright and roll-aligned from the detector's eye keypoints")
+    ap.add_argument("--write-photos", type=Path, default=None, metavar="DIR",
+                    help="write the test faces as photos (640x480 frames, turned by --tilt) into DIR/<label>/ and "
+                         "stop: a photo folder for `emotionlab evaluate --detect [--align]`")
+    ap.add_argument("--tilt", type=float, default=0.0, help="head tilt in degrees for --write-photos")
     ap.add_argument("--detector", default="auto")
     ap.add_argument("--limit", type=int, default=None, help="first N faces only (quick looks)")
     ap.add_argument("--threads", type=int, default=1)
@@ -79,6 +85,20 @@ def main(argv: list[str] | None = None) -> int:
     images, labels = part.images, part.labels
     if args.limit:
         images, labels = images[:args.limit], labels[:args.limit]
+    if args.write_photos:
+        import cv2
+
+        from emotionlab.data.labels import get_label_set
+
+        names7 = get_label_set("fer7").labels
+        tilted = images if args.tilt == 0 else _tilt(images, args.tilt)
+        for lo in range(0, len(labels), 256):
+            for j, fr in enumerate(photo_frames(tilted[lo:lo + 256])):
+                d = args.write_photos / names7[labels[lo + j]]
+                d.mkdir(parents=True, exist_ok=True)
+                cv2.imwrite(str(d / f"{lo + j:05d}.jpg"), fr, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        print(f"wrote {len(labels)} photos (tilt {args.tilt:g}°) to {args.write_photos}")
+        return 0
     models = {m: FaceEmotionRecognizer(m, detector=args.detector, backend="onnx", threads=args.threads)
               for m in args.models.split(",")}
     rows: dict[str, dict] = {}

@@ -4,7 +4,8 @@ Serves a 640x480 MPEG-TS clip with ffmpeg over HTTP (``-listen 1``) and UDP, the
 and decodes as fast as frames come (no inference): open latency (connect + FFmpeg's probing), time to the
 first frame, frames per second over the clip (real time: ``-re``, so about the clip's 25 fps when the reader
 keeps up). PyAV is measured only when importable (``--av-path`` adds a folder to ``sys.path``: it is not a
-dependency). Then the full live pipeline (``LiveSource`` + a recognizer) reports processed and dropped frames.
+dependency). Then the full live pipeline (``LiveSource`` + a recognizer) reports processed and dropped frames,
+over HTTP, UDP and, where Debian's ``rtsp-server-perl`` is installed, RTSP (RTP over UDP through that relay).
 
     python benchmarks/stream_sources.py [--av-path DIR] [--model default] [--seconds 8]
 """
@@ -31,14 +32,36 @@ def make_clip(path: Path, seconds: float) -> None:
                     "-c:v", "mpeg2video", "-q:v", "4", "-f", "mpegts", str(path)], check=True)
 
 
-def serve(clip: Path, kind: str, port: int) -> tuple[subprocess.Popen, str]:
+class _Procs(list):
+    """The processes serving one stream (ffmpeg; for RTSP also the relay), killed together."""
+
+    def kill(self) -> None:
+        for p in self:
+            p.kill()
+
+    def wait(self) -> None:
+        for p in self:
+            p.wait()
+
+
+def serve(clip: Path, kind: str, port: int) -> tuple[_Procs, str]:
+    """Serve ``clip`` live: http (ffmpeg -listen), udp (ffmpeg pushes MPEG-TS), or rtsp (ffmpeg pushes to Debian's
+    rtsp-server-perl relay, which serves RTP over UDP: read with ``rtsp_transport="udp"``)."""
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    base = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-i", str(clip), "-c", "copy"]
+    if kind == "rtsp":
+        relay = subprocess.Popen(["rtsp-server-perl", "--clientport", str(port), "--serverport", str(port + 500),
+                                  "--rtp_start_port", str(port + 1000), "--loglevel", "1"], **quiet)
+        time.sleep(1.5)
+        push = subprocess.Popen(base + ["-f", "rtsp", f"rtsp://127.0.0.1:{port + 500}/live"], **quiet)
+        time.sleep(1.0)
+        return _Procs([push, relay]), f"rtsp://127.0.0.1:{port}/live"
     url = f"http://127.0.0.1:{port}" if kind == "http" else f"udp://127.0.0.1:{port}"
     out = [url] if kind == "http" else [url + "?pkt_size=1316"]
-    args = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-i", str(clip), "-c", "copy"]
-    args += (["-listen", "1"] if kind == "http" else []) + ["-f", "mpegts"] + out
-    p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    args = base + (["-listen", "1"] if kind == "http" else []) + ["-f", "mpegts"] + out
+    p = subprocess.Popen(args, **quiet)
     time.sleep(0.4)
-    return p, url
+    return _Procs([p]), url
 
 
 def read_opencv(url: str) -> dict:
@@ -88,7 +111,8 @@ def live_pipeline(clip: Path, kind: str, port: int, model: str) -> dict:
     rec = FaceEmotionRecognizer(model, threads=1)
     p, url = serve(clip, kind, port)
     try:
-        src = LiveSource(url, LiveOptions(read_timeout_s=2.0, reconnect_tries=0))
+        src = LiveSource(url, LiveOptions(read_timeout_s=2.0, reconnect_tries=0,
+                                          rtsp_transport="udp" if kind == "rtsp" else "tcp"))
         faces = 0
         for fr in rec.stream(src):
             faces += len(fr.faces)
@@ -133,7 +157,8 @@ def main() -> None:
                     p.kill()
                     p.wait()
                 print(name, kind, rep["readers"][f"{name}/{kind}"], file=sys.stderr)
-        for kind in ("http", "udp"):
+        kinds = ("http", "udp") + (("rtsp",) if shutil.which("rtsp-server-perl") else ())
+        for kind in kinds:
             port += 1
             rep["pipeline"][kind] = live_pipeline(clip, kind, port, a.model)
             print("pipeline", kind, rep["pipeline"][kind], file=sys.stderr)

@@ -122,6 +122,8 @@ def test_unknown_or_unusable_devices(ws, no_work, args, needles):
     (["text", "--file", "WS/missing.txt"], ["--file WS/missing.txt", "not found"]),
     (["evaluate", "--data", "WS/missing.csv"], ["--data WS/missing.csv", "not found"]),
     (["evaluate", "--data", "WS/data.csv", "--tta", "nope"], ["--tta 'nope'"]),
+    (["evaluate", "--data", "WS/data.csv", "--align"], ["--align", "--detect"]),
+    (["predict", "rtsp://127.0.0.1:1/x", "--rtsp-transport", "sctp"], ["--rtsp-transport 'sctp'"]),
     (["bench", "--faces", "WS/missing"], ["--faces WS/missing", "not found"]),
     (["data", "review", "WS/data.csv", "--ferplus", "WS/missing.csv"], ["--ferplus WS/missing.csv", "not found"]),
     (["explain-dataset", "--data", "WS/missing.csv"], ["--data WS/missing.csv", "not found"]),

@@ -266,8 +266,15 @@ def test_evaluate_json_on_utkface(utk, gender_run, tmp_path):
     assert r.exit_code == 0, r.output
     res = json.loads(out.read_text())
     for key in ("accuracy", "by_race", "by_age", "gap_race", "gap_age", "gap", "adults_accuracy", "children",
-                "by_gender", "held_out"):
+                "by_gender", "held_out", "ece", "ece_uncalibrated", "temperature"):
         assert key in res, key
+    assert res["crop"]["mode"] == "detect" and "align" not in res["crop"]
+    # --align: the same split, cropped turned with the head's roll (the predict --align code path)
+    r = runner.invoke(app, ["evaluate", "--model", str(gender_run), "--data", str(root), "--json", str(out),
+                            "--threads", "1", "--align"])
+    assert r.exit_code == 0, r.output
+    aligned = json.loads(out.read_text())
+    assert aligned["crop"]["align"] is True and aligned["n"] == res["n"] and aligned["held_out"] is True
     assert set(res["by_age"]) == {"0-9", "10-19", "20-39", "40-59", "60+"} and set(res["by_race"]) == set(RACES)
     assert res["held_out"] is True and res["split"] == "test"
     assert res["n"] == sum(g["n"] for g in res["by_race"].values())

@@ -65,3 +65,13 @@ def test_bad_inputs_fail_in_one_line(tmp_path, capsys):
     assert main(["--out", str(tmp_path / "missing" / "RESULTS.md")]) == 2
     with pytest.raises(SystemExit):
         main([])
+
+
+def test_rows_name_release_steps_as_users_type_them_today():
+    from emotionlab.models.leaderboard import _short, render_leaderboard
+
+    assert _short(".venv/bin/emotionlab models quantize a --name b") == "emotionlab maintain quantize a --name b"
+    assert _short("emotionlab models list") == "emotionlab models list"
+    text = render_leaderboard()
+    for step in ("ship", "quantize", "tune-bias", "ensemble", "last-epoch"):
+        assert f"emotionlab models {step}" not in text

@@ -140,6 +140,18 @@ def test_a_read_that_never_returns_is_ended_by_the_watchdog():
     assert time.monotonic() - t < 30  # bounded (the watchdog is ~2.5 s here)
 
 
+def test_fps_counts_active_time_not_the_final_wait_for_a_dead_source():
+    opts = LiveOptions(open_timeout_s=0.2, read_timeout_s=0.2, backoff_s=0.01, backoff_max_s=0.05,
+                       reconnect_tries=1)
+    src = LiveSource("rtsp://cam/x", opts, opener=opener_from([FakeCap(4, every=0.01, hang=True)]))
+    n = sum(1 for _ in src)
+    st = src.stats
+    assert n >= 1 and st.ended == "stalled"
+    assert 0 < st.active_s < 1.0 < st.elapsed_s  # the ~2.5 s watchdog wait is in elapsed, not in active
+    assert st.fps_processed == pytest.approx(st.frames_processed / st.active_s)
+    assert st.to_dict()["active_s"] == round(st.active_s, 3)
+
+
 def test_duration_and_stop_end_an_endless_source():
     src = LiveSource("udp://127.0.0.1:9", LiveOptions(duration_s=0.3, **FAST),
                      opener=opener_from([FakeCap(None, every=0.005)]))
@@ -238,6 +250,71 @@ def test_http_mpegts_stream_is_read_live_with_outputs_and_summary(clip, tmp_path
     assert summ["source"] == f"http://127.0.0.1:{port}" and len(summ["people"]) == 1
     assert summ["live"]["frames_read"] == res.live["frames_read"]
     assert Path(res.outputs["video"]).stat().st_size > 0 and Path(res.outputs["summary_plot"]).exists()
+
+
+@needs_ffmpeg
+def test_annotated_video_of_a_lagging_stream_keeps_real_time(clip, tmp_path):
+    """Inference slower than the 25 fps source drops frames; the annotated MP4 repeats frames over those gaps so
+    it lasts as long as the stream did, not the number of processed frames / 25."""
+    import cv2
+
+    from emotionlab.inference.video import process_video
+
+    port = _free_port()
+    srv = _serve(clip, f"http://127.0.0.1:{port}", listen=True)
+    try:
+        res = process_video(StubRecognizer(delay=0.08), f"http://127.0.0.1:{port}", tmp_path,
+                            live=LiveOptions(open_timeout_s=5, read_timeout_s=2, reconnect_tries=0))
+    finally:
+        _stop(srv)
+    assert res.live["frames_dropped"] > 10, res.live
+    cap = cv2.VideoCapture(res.outputs["video"])
+    n, fps = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), cap.get(cv2.CAP_PROP_FPS)
+    cap.release()
+    assert fps == pytest.approx(25, abs=0.5) and n > res.frames * 1.5  # filled, not one frame per processed
+    assert 2.0 < n / fps < 4.0  # the 3 s clip lasts about 3 s
+
+
+RTSP_SERVER = shutil.which("rtsp-server-perl")  # Debian's rtsp-server-perl: a relay (sources push, clients read)
+
+
+@pytest.mark.skipif(FFMPEG is None or RTSP_SERVER is None, reason="needs ffmpeg and rtsp-server-perl (apt)")
+def test_rtsp_stream_through_a_real_rtsp_server(clip, tmp_path):
+    """ffmpeg pushes the clip to Debian's RTSP server, which serves RTP over UDP only: read with
+    ``rtsp_transport="udp"``; the default TCP transport gets a clear refusal, not a hang."""
+    from emotionlab.inference.video import process_video
+
+    cport, sport = _free_port(), _free_port()
+    rtp = 20000 + (cport % 20000)
+    srv = subprocess.Popen([RTSP_SERVER, "--clientport", str(cport), "--serverport", str(sport),
+                            "--rtp_start_port", str(rtp), "--client_listen_address", "127.0.0.1",
+                            "--source_listen_address", "127.0.0.1", "--loglevel", "1"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    push = None
+    try:
+        deadline = time.monotonic() + 15
+        while not (_listening(cport) and _listening(sport)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        push = subprocess.Popen([FFMPEG, "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i",
+                                 str(clip), "-c", "copy", "-f", "rtsp", f"rtsp://127.0.0.1:{sport}/live"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.5)  # the push announces the stream
+        url = f"rtsp://127.0.0.1:{cport}/live"
+        with pytest.raises(DataError, match="cannot open the stream"):
+            LiveSource(url, LiveOptions(open_timeout_s=3, read_timeout_s=2, reconnect_tries=0))
+        res = process_video(StubRecognizer(), url, tmp_path,
+                            live=LiveOptions(open_timeout_s=5, read_timeout_s=2, reconnect_tries=1, duration_s=2.5,
+                                             rtsp_transport="udp"))
+    finally:
+        for p in (push, srv):
+            if p is not None:
+                _stop(p)
+    assert res.error is None and res.live["ended"] == "duration", res
+    assert res.live["frames_read"] >= 20 and res.frames == res.live["frames_processed"] > 0
+    assert res.live["frames_processed"] + res.live["frames_dropped"] == res.live["frames_read"]
+    assert len(Path(res.outputs["timeline"]).read_text().splitlines()) == 1 + res.frames
+    with pytest.raises(ValueError, match="rtsp_transport"):
+        LiveOptions(rtsp_transport="sctp")
 
 
 @needs_ffmpeg

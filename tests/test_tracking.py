@@ -119,6 +119,22 @@ def test_summary_memory_is_bounded_whatever_the_length(tmp_path):
         assert cv2.imread(str(png)) is not None
 
 
+def test_a_crowd_of_passers_by_is_capped_and_counted_not_kept_forever():
+    b = SummaryBuilder(FER7, frame_dt=0.1, max_people=3)
+    for i in range(200):  # face 0 stays the whole time; a new passer-by every 2 frames, each seen twice
+        faces = [Face((0, 0, 10, 10), "happy", _scores("happy", 0.7), face_id=0),
+                 Face((50, 0, 10, 10), "sad", _scores("sad", 0.7), face_id=1000 + i // 2)]
+        b.add(i * 0.1, faces)
+    res = b.result()
+    assert len(b.people) <= 3 and 0 in b.people  # the long-lived person is never the one forgotten
+    assert res["people_evicted"] == 100 - 2 and res["max_people"] == 3
+    assert res["evicted_time_on_screen_s"] == pytest.approx(98 * 0.2)
+    kept = {p["face_id"]: p for p in res["people"]}
+    assert kept[0]["time_on_screen_s"] == pytest.approx(20.0) and 1099 in kept
+    with pytest.raises(ValueError, match="max_people"):
+        SummaryBuilder(FER7, max_people=0)
+
+
 def test_video_summary_from_the_api_and_from_its_timeline(tmp_path):
     from test_streams import StubRecognizer
 

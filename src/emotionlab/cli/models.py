@@ -293,6 +293,8 @@ def evaluate_cmd(
                                             "name the seeded held-out 10 % that `train` holds out."),
     tta: str = typer.Option("none", help="Test-time augmentation: none | flip | ten."),
     detect: bool = typer.Option(False, "--detect", help="Folders of photos: detect the largest face first."),
+    align: bool = typer.Option(False, "--align", help="With --detect (or UTKFace photos): turn each crop with the "
+                                                      "head's roll from the eye keypoints, as `predict --align`."),
     occlude: Optional[str] = typer.Option(None, help="Comma list of masks: none,forehead,eyes,mouth."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the metrics JSON here ('-' = stdout)."),
     out: Optional[Path] = typer.Option(None, help="Directory for the confusion-matrix PNG (and occlusion chart)."),
@@ -327,7 +329,7 @@ def evaluate_cmd(
             check_output_file(json_out, "--json", allow_stdout=True)
         if out is not None:
             check_output_dir(out, "--out")
-        check_evaluation_args(data, detect, occlude, ferplus, backend)  # flag combinations, before any loading
+        check_evaluation_args(data, detect, occlude, ferplus, backend, align)  # flag combinations, before loading
     if threads:
         import torch
 
@@ -337,7 +339,7 @@ def evaluate_cmd(
     table_console = console if json_out is not None and str(json_out) == "-" else out_console()
     res = run_evaluation(model, data, split=split, tta=tta, detect=detect, occlude=occlude, out=out,
                          batch_size=batch_size, skip_bad=skip_bad, ignore_unknown=ignore_unknown,
-                         ferplus=ferplus, backend=backend, console=table_console)
+                         ferplus=ferplus, backend=backend, console=table_console, align=align)
     if json_out is not None:
         if str(json_out) == "-":
             print_json(res)

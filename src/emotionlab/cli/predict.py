@@ -139,6 +139,9 @@ def predict(
                                        help="Streams: seconds without a frame before the stream counts as lost."),
     reconnect: int = typer.Option(5, "--reconnect", callback=bounds(0, 1000),
                                   help="Streams: reopen attempts (with backoff) after a loss; 0 ends at the first."),
+    rtsp_transport: str = typer.Option("tcp", "--rtsp-transport",
+                                       help="rtsp:// streams: tcp (default; works through NATs and firewalls) or "
+                                            "udp (for servers and cameras that only offer RTP over UDP)."),
 ) -> None:
     """Detect faces and classify their emotions; bad files are reported one by one and counted."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -152,7 +155,10 @@ def predict(
         fail(f"--timeline {timeline!r}: expected csv or parquet")
     if summary and out is None:
         fail("--summary writes files: give --out DIR")
-    live = LiveOptions(read_timeout_s=read_timeout, reconnect_tries=reconnect, duration_s=duration)
+    if rtsp_transport not in ("tcp", "udp"):
+        fail(f"--rtsp-transport {rtsp_transport!r}: expected tcp or udp")
+    live = LiveOptions(read_timeout_s=read_timeout, reconnect_tries=reconnect, duration_s=duration,
+                       rtsp_transport=rtsp_transport)
     vopts = {"stride": stride, "smoothing": smoothing, "timeline": timeline, "max_missed": track_gap,
              "live": live, "summary": summary, "limits": limits}
     _check_pipeline(detector, backend, tta)

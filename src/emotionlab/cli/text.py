@@ -147,7 +147,8 @@ def text_evaluate(
     split: str = typer.Option("test", help="train | val | test (GoEmotions' dev is 'val')."),
     json_out: bool = typer.Option(False, "--json", help="Print the metrics as JSON on stdout."),
 ) -> None:
-    """Accuracy, macro-F1, per-class metrics and confusion matrix of a text model on a dataset split."""
+    """Accuracy, macro-F1, per-class metrics, confusion matrix and calibration error (``ece``, with the model's
+    temperature, and ``ece_uncalibrated``) of a text model on a dataset split."""
     from ..data.errors import DataError
     from ..text.datasets import DATASETS, load_text_dataset
     from ..text.train import evaluate_model
@@ -177,6 +178,9 @@ def text_evaluate(
     head = f"{clf.name} on {dataset}/{split} (n={m['n']}): accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}"
     if "micro_f1" in m:
         head += f", micro-F1 {m['micro_f1']:.4f}"
+    if "ece" in m:
+        head += (f", ECE {m['ece']:.3f}" + (f" (uncalibrated {m['ece_uncalibrated']:.3f}, T={m['temperature']:g})"
+                                           if m["temperature"] != 1.0 else ""))
     out_console.print(head, highlight=False)
     t = Table()
     for col in ("label", "precision", "recall", "f1", "support"):

@@ -300,15 +300,16 @@ def _chip_crops(paths: list[Path], size: int) -> tuple[np.ndarray, int]:
     return np.stack([resize(to_gray(read_image(p)), size) for p in paths]), 0
 
 
-def _detect_crops(paths: list[Path], size: int, detect: Detector | None, pad: float = 0.5
+def _detect_crops(paths: list[Path], size: int, detect: Detector | None, pad: float = 0.5, align: bool = False
                   ) -> tuple[np.ndarray, int]:
     """Detector box on the border-padded chip -> ``crop_face`` (the predict path); no face: a fixed box.
     ``detect`` is the inference layer's detector (BlazeFace short range, as the gender model was trained):
-    passed in, because a data reader must not import the inference layer."""
+    passed in, because a data reader must not import the inference layer. ``align``: turn each crop with the
+    head's roll from the eye keypoints, exactly as ``predict --align`` does."""
     import cv2
 
     from .folders import read_image
-    from .preprocess import PreprocessConfig, crop_face, to_gray
+    from .preprocess import PreprocessConfig, crop_face, eye_roll, to_gray
 
     if detect is None:
         raise ValueError("crop='detect' needs a detector: pass detector=create_detector('blazeface_short').detect "
@@ -324,39 +325,48 @@ def _detect_crops(paths: list[Path], size: int, detect: Detector | None, pad: fl
         m = round(pad * max(h, w))
         big = cv2.copyMakeBorder(img, m, m, m, m, cv2.BORDER_REPLICATE)
         dets = detect(big)
+        roll = 0.0
         if dets:
-            box = max(dets, key=lambda d: d.score or 0).box
+            best = max(dets, key=lambda d: d.score or 0)
+            box = best.box
+            roll = eye_roll(getattr(best, "landmarks", None)) if align else 0.0
         else:  # the average detector box on UTKFace chips: ~95% of the chip, centred
             fallback += 1
             box = (m + 0.02 * w, m + 0.02 * h, 0.95 * w, 0.95 * h)
-        out.append(crop_face(to_gray(big), box, cfg))
+        out.append(crop_face(to_gray(big), box, cfg, roll))
     return np.stack(out), fallback
 
 
 def face_crops(index: UTKFaceIndex, rows: np.ndarray, size: int = 48, crop: str = "detect",
-               use_cache: bool = True, detector: Detector | None = None) -> tuple[np.ndarray, dict]:
-    """uint8 (N, size, size) grayscale crops of ``rows``, cached by the file names + hashes; and crop info."""
+               use_cache: bool = True, detector: Detector | None = None, align: bool = False
+               ) -> tuple[np.ndarray, dict]:
+    """uint8 (N, size, size) grayscale crops of ``rows``, cached by the file names + hashes; and crop info.
+    ``align`` (detect crops only): roll-aligned from the eye keypoints."""
     from .cache import cache_dir
 
     if crop not in ("detect", "chip"):
         raise ValueError(f"unknown crop mode {crop!r}; use detect or chip")
     rows = np.asarray(rows, np.int64)
     key = hashlib.sha1("\n".join(f"{index.files[i]}:{index.md5[i]}" for i in rows).encode()).hexdigest()[:20]
-    cpath = cache_dir() / f"utkface-v{CACHE_VERSION}-{crop}-{size}-{key}.npz"
+    if align and crop != "detect":
+        raise ValueError("align turns detected faces by their eye keypoints; it needs crop='detect'")
+    mode = crop + ("-align" if align else "")
+    cpath = cache_dir() / f"utkface-v{CACHE_VERSION}-{mode}-{size}-{key}.npz"
     if use_cache and cpath.exists():
         try:
             z = np.load(cpath, allow_pickle=False)
-            return z["images"], {"crop": crop, "fallback": int(z["fallback"]), "cache": str(cpath)}
+            return z["images"], {"crop": crop, "align": align, "fallback": int(z["fallback"]), "cache": str(cpath)}
         except Exception:  # noqa: BLE001 - a truncated cache file is rebuilt, never trusted
             cpath.unlink(missing_ok=True)
     idir = image_dir(index.root)
     paths = [idir / index.files[i] for i in rows]
-    images, fallback = _detect_crops(paths, size, detector) if crop == "detect" else _chip_crops(paths, size)
+    images, fallback = (_detect_crops(paths, size, detector, align=align) if crop == "detect"
+                        else _chip_crops(paths, size))
     if use_cache:
         tmp = cpath.with_suffix(".tmp.npz")
         np.savez(tmp, images=images, fallback=np.int64(fallback))
         os.replace(tmp, cpath)
-    return images, {"crop": crop, "fallback": fallback, "cache": str(cpath) if use_cache else None}
+    return images, {"crop": crop, "align": align, "fallback": fallback, "cache": str(cpath) if use_cache else None}
 
 
 @dataclass
@@ -409,18 +419,19 @@ class UTKFaceData:
 
 def load_utkface(root: str | os.PathLike, size: int = 48, crop: str = "detect", seed: int = 0,
                  val_frac: float = 0.1, test_frac: float = 0.2, skip_bad: bool = False,
-                 use_cache: bool = True, detector: Detector | None = None) -> UTKFaceData:
+                 use_cache: bool = True, detector: Detector | None = None, align: bool = False) -> UTKFaceData:
     """UTKFace as training / evaluation data: parsed, deduplicated, split, cropped like ``predict`` crops
     (``crop="detect"`` needs ``detector``, a callable image -> detections with ``.box`` / ``.score``, unless the
-    crops are cached)."""
+    crops are cached; ``align`` turns them with the head's roll, like ``predict --align``)."""
     index = scan_utkface(root, skip_bad=skip_bad)
     parts, report = utkface_splits(index, seed, val_frac, test_frac)
     rows = np.sort(np.concatenate([parts["train"], parts["val"], parts["test"]]))
     usage = np.empty(len(index), dtype="U5")
     for name, idx in parts.items():
         usage[idx] = name
-    images, info = face_crops(index, rows, size, crop, use_cache, detector)
-    report.update({"crop": {"mode": crop, "size": size, "detector_fallbacks": info["fallback"]}})
+    images, info = face_crops(index, rows, size, crop, use_cache, detector, align)
+    report.update({"crop": {"mode": crop, "size": size, "detector_fallbacks": info["fallback"]}
+                   | ({"align": True} if align else {})})
     return UTKFaceData(images=images, gender=index.gender[rows], age=index.age[rows], race=index.race[rows],
                        md5=index.md5[rows], files=[index.files[i] for i in rows], usage=usage[rows],
                        report=report, source=str(root))

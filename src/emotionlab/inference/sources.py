@@ -16,6 +16,7 @@ the same FFmpeg demuxers; on loopback it opened an MPEG-TS stream over HTTP in 0
 from __future__ import annotations
 
 import math
+import os
 import re
 import threading
 import time
@@ -83,6 +84,10 @@ def _positive(name: str, v: float | None, allow_none: bool = False) -> None:
         raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
 
 
+RTSP_TRANSPORTS = ("tcp", "udp")
+_OPEN_LOCK = threading.Lock()  # OpenCV reads its FFmpeg options from the environment at open time
+
+
 @dataclass(frozen=True)
 class LiveOptions:
     """How long a live source may keep us waiting, and how hard we try to get it back."""
@@ -93,8 +98,12 @@ class LiveOptions:
     backoff_s: float = 0.5  # wait before the first reopen; doubles each try ...
     backoff_max_s: float = 8.0  # ... up to this
     duration_s: float | None = None  # stop after this many seconds (None: until the source ends)
+    rtsp_transport: str = "tcp"  # rtsp:// only: tcp (interleaved, through NATs) or udp (what some servers want)
 
     def __post_init__(self) -> None:
+        if self.rtsp_transport not in RTSP_TRANSPORTS:
+            raise ValueError(f"rtsp_transport must be one of {', '.join(RTSP_TRANSPORTS)}, got "
+                             f"{self.rtsp_transport!r}")
         _positive("open_timeout_s", self.open_timeout_s)
         _positive("read_timeout_s", self.read_timeout_s)
         _positive("backoff_s", self.backoff_s)
@@ -119,24 +128,28 @@ class LiveStats:
 
     frames_read: int = 0  # decoded from the source
     frames_processed: int = 0  # handed to the consumer (inference)
-    frames_dropped: int = 0  # decoded, then replaced by a newer frame before the consumer took it
+    frames_dropped: int = 0  # decoded, then replaced by a newer frame (or the end) before the consumer took it
     reconnects: int = 0
     fps_source: float = 0.0  # what the stream says about itself (0: it does not say)
     width: int = 0
     height: int = 0
     elapsed_s: float = 0.0
+    active_s: float = 0.0  # start to the end of the last frame's processing: no wait for a source that went quiet
     ended: str = ""  # duration | stopped | source_ended | gave_up | refused | stalled
     error: str | None = None  # one sentence when the stream ended on its own terms, not ours
 
     @property
     def fps_processed(self) -> float:
-        return self.frames_processed / self.elapsed_s if self.elapsed_s > 0 else 0.0
+        """Frames processed per second of active time (the final wait for a stalled source is not counted)."""
+        t = self.active_s if self.active_s > 0 else self.elapsed_s
+        return self.frames_processed / t if t > 0 else 0.0
 
     def to_dict(self) -> dict:
         return {"frames_read": self.frames_read, "frames_processed": self.frames_processed,
                 "frames_dropped": self.frames_dropped, "reconnects": self.reconnects,
                 "fps_source": round(self.fps_source, 3), "fps_processed": round(self.fps_processed, 3),
-                "elapsed_s": round(self.elapsed_s, 3), "ended": self.ended, "error": self.error}
+                "elapsed_s": round(self.elapsed_s, 3), "active_s": round(self.active_s, 3), "ended": self.ended,
+                "error": self.error}
 
 
 def open_live_capture(source, options: LiveOptions):
@@ -148,7 +161,22 @@ def open_live_capture(source, options: LiveOptions):
     else:
         params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(options.open_timeout_s * 1000),
                   cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(options.read_timeout_s * 1000)]
-        cap = cv2.VideoCapture(str(source), cv2.CAP_FFMPEG, params)
+        if str(source).lower().startswith("rtsp") and options.rtsp_transport != "tcp":
+            # OpenCV asks FFmpeg for RTSP over TCP unless OPENCV_FFMPEG_CAPTURE_OPTIONS says otherwise; it reads
+            # that variable when it opens, so set it around this one open (serialized: it is process-wide)
+            key = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+            with _OPEN_LOCK:
+                before = os.environ.get(key)
+                os.environ[key] = f"rtsp_transport;{options.rtsp_transport}"
+                try:
+                    cap = cv2.VideoCapture(str(source), cv2.CAP_FFMPEG, params)
+                finally:
+                    if before is None:
+                        os.environ.pop(key, None)
+                    else:
+                        os.environ[key] = before
+        else:
+            cap = cv2.VideoCapture(str(source), cv2.CAP_FFMPEG, params)
     if not cap.isOpened():
         cap.release()
         return None
@@ -289,6 +317,7 @@ class LiveSource:
         self._thread.start()
         deadline = start + self.options.duration_s if self.options.duration_s else math.inf
         watchdog = self.options.watchdog_s()
+        last_done = None  # when the consumer finished with the last frame (it asks for the next one)
         try:
             while True:
                 with self._cond:
@@ -311,12 +340,17 @@ class LiveSource:
                 if item is None:  # done, nothing left
                     break
                 self.stats.frames_processed += 1
+                last_done = None
                 yield item
+                last_done = time.monotonic()
                 if time.monotonic() >= deadline:
                     self.stats.ended = self.stats.ended or "duration"
                     break
         finally:
-            self.stats.elapsed_s = time.monotonic() - start
+            now = time.monotonic()
+            self.stats.elapsed_s = now - start
+            if self.stats.frames_processed:  # closed mid-frame (the consumer stopped): that frame counts to now
+                self.stats.active_s = (last_done or now) - start
             self.close()
 
     def stop(self) -> None:
@@ -338,6 +372,10 @@ class LiveSource:
         elif t is None and self._cap is not None:  # opened, never iterated
             self._cap.release()
             self._cap = None
+        with self._cond:  # a frame decoded but never handed over (the run ended first) counts as dropped
+            if self._slot is not None:
+                self.stats.frames_dropped += 1
+                self._slot = None
 
     def __enter__(self) -> "LiveSource":
         return self

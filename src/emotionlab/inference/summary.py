@@ -114,9 +114,14 @@ class SummaryBuilder:
     up to ``max_dt_s`` (a reconnect gap is not time on screen)."""
 
     def __init__(self, labels: list[str], frame_dt: float = 0.0, max_points: int = 400, top_k: int = 3,
-                 min_gap_s: float = 1.0, max_dt_s: float = 1.0, neutral: str | None = "neutral"):
+                 min_gap_s: float = 1.0, max_dt_s: float = 1.0, neutral: str | None = "neutral",
+                 max_people: int = 1000):
         self.labels, self.frame_dt, self.max_points = list(labels), float(frame_dt), int(max_points)
         self.top_k, self.min_gap, self.max_dt, self.neutral = int(top_k), float(min_gap_s), float(max_dt_s), neutral
+        if max_people < 1:
+            raise ValueError(f"max_people must be at least 1, got {max_people}")
+        self.max_people = int(max_people)  # a crowd over hours: memory stays bounded (~25 KB a person)
+        self.evicted, self.evicted_s = 0, 0.0
         self.people: dict[int, _Person] = {}
         self.frames = 0
         self.first_t: float | None = None
@@ -135,13 +140,28 @@ class SummaryBuilder:
             fid = -1 if fid is None else int(fid)
             p = self.people.get(fid)
             if p is None:
+                if len(self.people) >= self.max_people:
+                    self._evict(t)
                 p = self.people[fid] = _Person(fid, self.labels, self.max_points)
             p.add(t, dt, _get(f, "scores"), _get(f, "label"), _get(f, "box"), self.top_k, self.min_gap, self.neutral)
+
+    def _evict(self, t: float) -> None:
+        """Make room: forget the person with the least time on screen among those not in the current frame
+        (counted in ``people_evicted`` / ``evicted_time_on_screen_s``, never silently)."""
+        gone = [p for p in self.people.values() if p.last < t] or list(self.people.values())
+        victim = min(gone, key=lambda p: (p.on_screen, p.last))
+        self.evicted += 1
+        self.evicted_s += victim.on_screen
+        del self.people[victim.face_id]
 
     def result(self) -> dict:
         dur = (self.last_t - self.first_t + self.frame_dt) if self.first_t is not None else 0.0
         people = sorted((p.to_dict() for p in self.people.values()), key=lambda d: d["face_id"])
-        return {"labels": self.labels, "frames": self.frames, "duration_s": round(dur, 3), "people": people}
+        out = {"labels": self.labels, "frames": self.frames, "duration_s": round(dur, 3), "people": people}
+        if self.evicted:
+            out.update({"people_evicted": self.evicted, "evicted_time_on_screen_s": round(self.evicted_s, 3),
+                        "max_people": self.max_people})
+        return out
 
     def write_json(self, path: str | os.PathLike, extra: dict | None = None) -> Path:
         """Atomic write (a temporary file renamed into place): a reader never sees half a summary."""

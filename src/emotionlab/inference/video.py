@@ -198,6 +198,7 @@ def process_video(recognizer, path, out_dir: Path | None, stride: int = 1, smoot
     summ = SummaryBuilder(recognizer.labels, frame_dt)
     writer = tl = None
     last_idx = -1
+    written = 0  # frames in the annotated video
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         tl_path = out_dir / f"{stem}.timeline.{timeline}"
@@ -231,7 +232,15 @@ def process_video(recognizer, path, out_dir: Path | None, stride: int = 1, smoot
                         raise DataError(mp4, "cannot open an MP4 writer (mp4v codec unavailable)")
                     res.outputs["video"] = str(mp4)
                 if fr.frame.shape[:2] == (h, w):  # a stream that changed size after a reconnect: not drawn
-                    writer.write(draw_faces(fr.frame, fr.faces))
+                    drawn = draw_faces(fr.frame, fr.faces)
+                    copies = 1
+                    if isinstance(src, LiveSource):  # keep the video in real time: repeat a frame over the
+                        # gap left by frames dropped while inference lagged (at most 2 s: a reconnect jumps)
+                        due = int(fr.time * fps / stride) + 1
+                        copies = max(1, min(due - written, int(2 * fps / stride) + 1))
+                    for _ in range(copies):
+                        writer.write(drawn)
+                    written += copies
             if progress is not None:
                 progress(fr.index, expected)
     except KeyboardInterrupt:

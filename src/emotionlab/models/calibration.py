@@ -16,7 +16,8 @@ import math
 
 import numpy as np
 
-__all__ = ["apply_temperature", "calibration_report", "ece", "fit_temperature", "reliability",
+__all__ = ["apply_temperature", "card_calibration_metrics", "apply_temperature_multilabel", "calibration_report", "ece", "ece_multilabel",
+           "fit_temperature", "fit_temperature_multilabel", "multilabel_calibration_report", "reliability",
            "temperature_of"]
 
 _EPS = 1e-12
@@ -96,6 +97,85 @@ def calibration_report(probs: np.ndarray, labels: np.ndarray, temperature: float
             "ece_uncalibrated": ece(p, y, bins), "ece": ece(q, y, bins),
             "nll_uncalibrated": _nll(p, y, 1.0), "nll": _nll(p, y, float(temperature)),
             "reliability_uncalibrated": reliability(p, y, bins), "reliability": reliability(q, y, bins)}
+
+
+# ---------------------------------------------------------------- multi-label (independent sigmoid scores)
+# A multi-label model (GoEmotions) scores each label on its own; one temperature divides every label's logit,
+# ``sigmoid(logit(p) / T)``. It is monotonic per label, so a decision threshold ``th`` on raw scores becomes
+# ``sigmoid(logit(th) / T)`` on calibrated ones and every decision stays the same. Calibration error is
+# measured over all (text, label) scores as binary forecasts: per bin, |mean score - share of true labels|.
+
+
+def _check_multilabel(probs: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    p = np.asarray(probs, np.float64)
+    y = np.asarray(targets, np.float64)
+    if p.ndim != 2 or p.shape != y.shape:
+        raise ValueError(f"multi-label scores and 0/1 targets must both be (N, labels), got {p.shape} and {y.shape}")
+    if not np.all(np.isfinite(p)):
+        raise ValueError("probabilities contain NaN or inf")
+    return p, y
+
+
+def apply_temperature_multilabel(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """``sigmoid(logit(p) / T)`` element-wise (T = 1 returns the input); also maps thresholds."""
+    t = float(temperature)
+    if not (math.isfinite(t) and t > 0):
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
+    p = np.asarray(probs)
+    if t == 1.0:
+        return p.astype(np.float32, copy=False)
+    q = np.clip(np.asarray(p, np.float64), _EPS, 1.0 - _EPS)
+    return (1.0 / (1.0 + np.exp(-(np.log(q) - np.log1p(-q)) / t))).astype(np.float32)
+
+
+def _bce(p: np.ndarray, y: np.ndarray, t: float) -> float:
+    q = np.clip(apply_temperature_multilabel(p, t).astype(np.float64), _EPS, 1.0 - _EPS)
+    return float(-np.mean(y * np.log(q) + (1 - y) * np.log1p(-q)))
+
+
+def fit_temperature_multilabel(probs: np.ndarray, targets: np.ndarray,
+                               bounds: tuple[float, float] = (0.05, 20.0)) -> float:
+    """The temperature minimizing the mean binary cross-entropy over every (text, label) score."""
+    from scipy.optimize import minimize_scalar
+
+    p, y = _check_multilabel(probs, targets)
+    if len(y) < 20:
+        raise ValueError(f"fitting a temperature needs at least 20 labelled rows, got {len(y)}")
+    res = minimize_scalar(lambda lt: _bce(p, y, math.exp(lt)), bounds=tuple(math.log(b) for b in bounds),
+                          method="bounded", options={"xatol": 1e-4})
+    return float(round(math.exp(res.x), 4))
+
+
+def ece_multilabel(probs: np.ndarray, targets: np.ndarray, bins: int = 15) -> float:
+    """Calibration error of every (row, label) score as a binary forecast (count-weighted over ``bins``)."""
+    p, y = _check_multilabel(probs, targets)
+    p, y = p.ravel(), y.ravel()
+    idx = np.clip(np.digitize(p, np.linspace(0.0, 1.0, bins + 1)[1:-1], right=True), 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        m = idx == b
+        if m.any():
+            total += m.sum() * abs(p[m].mean() - y[m].mean())
+    return float(total / max(len(p), 1))
+
+
+def multilabel_calibration_report(probs: np.ndarray, targets: np.ndarray, temperature: float = 1.0,
+                                  bins: int = 15) -> dict:
+    """ECE and binary NLL of raw and calibrated multi-label scores (what ``text-evaluate`` reports)."""
+    p, y = _check_multilabel(probs, targets)
+    q = apply_temperature_multilabel(p, temperature)
+    return {"temperature": float(temperature), "bins": bins, "ece_uncalibrated": ece_multilabel(p, y, bins),
+            "ece": ece_multilabel(q, y, bins), "nll_uncalibrated": _bce(p, y, 1.0), "nll": _bce(p, y, temperature)}
+
+
+def card_calibration_metrics(probs: np.ndarray, labels: np.ndarray, card: dict, bins: int = 15) -> dict:
+    """What ``evaluate`` reports for a model's calibrated scores ``probs`` (its card's temperature applied):
+    ``ece``, ``ece_uncalibrated`` (the raw scores, recovered exactly with ``1 / T``), ``temperature`` and both
+    reliability tables."""
+    t = temperature_of(card)
+    rep = calibration_report(apply_temperature(probs, 1.0 / t), labels, t, bins)
+    return {"ece": rep["ece"], "ece_uncalibrated": rep["ece_uncalibrated"], "temperature": t,
+            "reliability": rep["reliability"], "reliability_uncalibrated": rep["reliability_uncalibrated"]}
 
 
 def temperature_of(card: dict) -> float:

@@ -6,8 +6,9 @@ them when a card is read (one error naming the card file and the field), and kee
 (``extra``), so cards written by older or newer code round-trip without losing what they record.
 
 Cards written before ``schema_version`` existed (every card shipped up to 2026-12-06) read as version 1. A card
-with a newer version than this code knows is refused with a message that says so. Text models
-(``emotionlab.text``) and the face detectors' asset files are other formats and not covered here.
+with a newer version than this code knows is refused with a message that says so. Text models keep their card
+inside their own config format, checked on load the same way by ``emotionlab.text.store.validate_config``; the
+face detectors' asset files are another format.
 """
 from __future__ import annotations
 

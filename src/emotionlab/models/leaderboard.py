@@ -91,9 +91,15 @@ def _eval_cmd(name: str, card: dict, *, tta: bool = True) -> str:
     return f"emotionlab evaluate --model {name} --data $FER{extra} --split PrivateTest" + (" --tta flip" if tta else "")
 
 
+#: release steps moved from ``emotionlab models`` to ``emotionlab maintain``; cards keep the name that was run
+_MOVED = re.compile(r"\bemotionlab models (ship|quantize|tune-bias|ensemble|last-epoch)\b")
+
+
 def _short(cmd: str) -> str:
-    """A card's command as a row shows it: data paths as variables, no free-text ``--notes``."""
+    """A card's command as a row shows it: data paths as variables, no free-text ``--notes``, and release steps
+    under the name a user types today (``maintain``; the card keeps the name that was run)."""
     cmd = re.sub(r" --notes '[^']*'", "", cmd.removeprefix(".venv/bin/"))
+    cmd = _MOVED.sub(r"emotionlab maintain \1", cmd)
     for pat, var in _DATA_PATHS:
         cmd = pat.sub(var, cmd)
     return cmd

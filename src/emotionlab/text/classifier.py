@@ -95,6 +95,51 @@ class TextEmotionClassifier(ClassifierMixin, BaseEstimator):
         self._card = value
 
     @property
+    def temperature(self) -> float:
+        """The fitted temperature in the card (``calibration.temperature``), 1.0 before ``fit_temperature``."""
+        from ..models.calibration import temperature_of
+
+        return temperature_of({"name": self.name, **self.card})
+
+    def _calibrated(self, proba: np.ndarray) -> np.ndarray:
+        t = self.temperature
+        if t == 1.0:
+            return proba
+        from ..models.calibration import apply_temperature, apply_temperature_multilabel
+
+        return (apply_temperature_multilabel if self.multi_label else apply_temperature)(proba, t)
+
+    def fit_temperature(self, X, y) -> dict:
+        """Fit the temperature on held-out texts (the validation split, never test) and store it in the card.
+
+        Single-label models: ``softmax(log p / T)``; multi-label: ``sigmoid(logit(p) / T)`` per label, with the
+        decision thresholds mapped through the same function so every decision stays what it was. Accuracy and
+        F1 are unchanged; only how far a score can be trusted changes. -> the card's ``calibration`` entry.
+        """
+        import datetime as _dt
+
+        from ..models.calibration import (apply_temperature_multilabel, calibration_report, fit_temperature,
+                                          fit_temperature_multilabel, multilabel_calibration_report)
+
+        texts = self._check(X)
+        y = np.asarray(y)
+        raw = self._proba(texts) if texts else np.zeros((0, len(self.labels)), np.float32)
+        old = self.temperature
+        if self.multi_label:
+            t = fit_temperature_multilabel(raw, y)
+            rep = multilabel_calibration_report(raw, y, t)
+            if self.thresholds is not None:  # thresholds live in calibrated-score space: move them along
+                base = apply_temperature_multilabel(np.asarray(self.thresholds, np.float64)[None], 1.0 / old)
+                self.thresholds = apply_temperature_multilabel(base, t)[0].astype(np.float64)
+        else:
+            t = fit_temperature(raw, y)
+            rep = calibration_report(raw, y, t)
+        cal = {"method": "temperature", "temperature": t, "n_fit": len(texts), "date": _dt.date.today().isoformat(),
+               **{f"fit_{k}": round(rep[k], 4) for k in ("ece_uncalibrated", "ece")}}
+        self.card["calibration"] = cal
+        return cal
+
+    @property
     def members(self) -> list[TextEmotionClassifier]:
         """Ensemble members (none for a single model)."""
         return []
@@ -152,6 +197,7 @@ class TextEmotionClassifier(ClassifierMixin, BaseEstimator):
         backend = self.backend  # checks the kind before any work
         self.labels, self.multi_label = labels, multi_label
         self.thresholds = None
+        self.card.pop("calibration", None)  # a temperature belongs to the weights it was fitted for
         val_proba = features.pop("val_proba", None)
         t0 = time.perf_counter()
         backend.fit(texts, y, len(labels), multi_label, val=val, **features)
@@ -181,11 +227,12 @@ class TextEmotionClassifier(ClassifierMixin, BaseEstimator):
         return np.asarray(self.backend.scores(texts), np.float32)
 
     def predict_proba(self, X) -> np.ndarray:
-        """(N, C) probabilities in ``classes_`` order: softmax rows (single-label) or sigmoids (multi-label)."""
+        """(N, C) probabilities in ``classes_`` order: softmax rows (single-label) or sigmoids (multi-label),
+        calibrated by the card's temperature when it has one (``fit_temperature``)."""
         texts = self._check(X)
         if not texts:
             return np.zeros((0, len(self.labels)), np.float32)
-        return self._proba(texts)
+        return self._calibrated(self._proba(texts))
 
     def decide(self, proba: np.ndarray) -> np.ndarray:
         """Class ids (single-label) or an (N, C) 0/1 matrix (multi-label: tuned thresholds, else 0.5)."""

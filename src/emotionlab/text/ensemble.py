@@ -98,6 +98,7 @@ class TextEnsemble(TextEmotionClassifier):
             m.fit(texts, y, labels, multi_label, val=val)
         self.labels, self.multi_label = labels, multi_label
         self.thresholds = None
+        self.card.pop("calibration", None)
         self.card.update({"train_seconds": round(time.perf_counter() - t0, 2), "n_train": len(texts)})
         if multi_label and val is not None:
             self.tune(val[0], val[1])

@@ -58,7 +58,27 @@ def evaluate_model(model: TextEmotionClassifier, ds: TextDataset, proba: np.ndar
             m["single_label_accuracy"] = float((yt == yp).mean())
             m["confusion_matrix"] = confusion_matrix(yt, yp, labels=list(range(len(ds.labels)))).tolist()
     m["ms_per_text"] = round(ms, 3)
+    if len(ds):
+        m.update(calibration_metrics(model, proba, ds.y))
     return m
+
+
+def calibration_metrics(model: TextEmotionClassifier, proba: np.ndarray, y: np.ndarray) -> dict:
+    """``ece`` / ``ece_uncalibrated`` (and NLL) of the model's scores, with its card temperature and without.
+
+    Single-label: top-label ECE over 15 bins; multi-label: every (text, label) score as a binary forecast.
+    ``proba`` are the model's (calibrated) scores; the raw ones are recovered exactly with ``1 / T``.
+    """
+    from ..models.calibration import (apply_temperature, apply_temperature_multilabel, calibration_report,
+                                      multilabel_calibration_report)
+
+    t = model.temperature
+    if model.multi_label:
+        rep = multilabel_calibration_report(apply_temperature_multilabel(proba, 1.0 / t), y, t)
+    else:
+        rep = calibration_report(apply_temperature(proba, 1.0 / t), y, t)
+    return {"temperature": t, **{k: round(float(rep[k]), 4)
+                                 for k in ("ece", "ece_uncalibrated", "nll", "nll_uncalibrated")}}
 
 
 def _features(kind: str, splits: dict[str, TextDataset], cache: dict) -> dict:

@@ -107,6 +107,7 @@ class TrainConfig:
     max_train: int | None = None  # cap the training set (quick experiments, tests)
     val_tta: bool = False
     skip_bad: bool = False
+    align: bool = False  # photos (UTKFace): roll-align each detected crop, as `predict --align`
     #: start from these weights (a shipped name such as ``fast``, a run directory or a .safetensors file) instead
     #: of a random init: fine-tuning, unlike ``--resume``, starts a fresh optimizer and schedule
     init_from: str | None = None

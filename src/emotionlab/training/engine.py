@@ -186,7 +186,8 @@ def load_training_data(cfg: TrainConfig, in_size: int):
     if is_utkface(cfg.data):  # UTKFace gender: its own group-aware split (see data/utkface.py)
         from ..inference.detectors import utkface_detector
 
-        u = load_utkface(cfg.data, size=in_size, seed=cfg.seed, skip_bad=cfg.skip_bad, detector=utkface_detector())
+        u = load_utkface(cfg.data, size=in_size, seed=cfg.seed, skip_bad=cfg.skip_bad, detector=utkface_detector(),
+                         align=cfg.align)
         ds, train, val = u.face_dataset("all"), u.face_dataset("train"), u.face_dataset("val")
         if cfg.max_train and len(train) > cfg.max_train:
             rng = np.random.default_rng(cfg.seed)

@@ -25,9 +25,10 @@ def _map_predictions(probs: np.ndarray, model_labels: list[str], data_labels: li
     return np.asarray([data_labels.index(model_labels[i]) for i in best])
 
 
-def _detect_eval(loaded, model_ref: str, data: Path, split: str | None, ignore_unknown: bool):
-    """Folders of photos: largest detected face per image through the inference pipeline.
-    -> (y_true, probs, data labels, errors, the name of the part scored)."""
+def _detect_eval(loaded, model_ref: str, data: Path, split: str | None, ignore_unknown: bool,
+                 align: bool = False, tta: str = "none"):
+    """Folders of photos: largest detected face per image through the inference pipeline (``align``: crops
+    turned with the head's roll, as ``predict --align``). -> (y_true, probs, data labels, errors, part name)."""
     from ..data.loader import split_indices
     from ..inference import FaceEmotionRecognizer
 
@@ -35,7 +36,7 @@ def _detect_eval(loaded, model_ref: str, data: Path, split: str | None, ignore_u
     items = scan_folder(data, ls, ignore_unknown)
     idx, name = split_indices([s or "all" for _, _, s in items], [y for _, y, _ in items], split, source=str(data))
     items = [items[i] for i in idx]
-    rec = FaceEmotionRecognizer(model=model_ref)
+    rec = FaceEmotionRecognizer(model=model_ref, align=align, tta=tta)
     y_true, probs, errors = [], [], []
     # the library's streaming path: decode guard, batched classification, bounded memory
     for r in rec.predict_iter(((str(p), p) for p, _, _ in items), batch=16):
@@ -116,7 +117,7 @@ def _is_fer_rows(data: Path) -> bool:
 
 
 def check_evaluation_args(data: str | Path, detect: bool = False, occlude: str | None = None,
-                          ferplus: Path | None = None, backend: str = "auto") -> list[str]:
+                          ferplus: Path | None = None, backend: str = "auto", align: bool = False) -> list[str]:
     """Refuse flag combinations ``evaluate`` cannot honour, before any model or data is loaded (ValueError /
     DataError naming the flags). -> the occlusion masks asked for (empty without ``occlude``)."""
     from ..data.occlusion import MASKS
@@ -142,6 +143,12 @@ def check_evaluation_args(data: str | Path, detect: bool = False, occlude: str |
             raise ValueError("--ferplus relabels FER-2013 rows; --detect scores a folder of photos: give one of them")
         if not data.is_dir():
             raise DataError(data, "--detect needs a folder of photos (root/<class>/*.jpg)")
+    if align and not detect:
+        from ..data.utkface import is_utkface
+
+        if not (data.is_dir() and is_utkface(data)):
+            raise ValueError("--align turns detected faces by their eye keypoints: it needs --detect (a folder of "
+                             "photos) or UTKFace photos; dataset crops are already upright")
     if ferplus is not None and not _is_fer_rows(data):
         raise DataError(data, "--ferplus needs FER-2013 rows (a fer2013.csv file), not an image folder")
     return masks
@@ -150,16 +157,18 @@ def check_evaluation_args(data: str | Path, detect: bool = False, occlude: str |
 def run_evaluation(model: str, data: str | Path, split: str | None = "auto", tta: str = "none", detect: bool = False,
                    occlude: str | None = None, out: Path | None = None, batch_size: int = 256,
                    skip_bad: bool = False, ignore_unknown: bool = False, quiet: bool = False,
-                   ferplus: Path | None = None, backend: str = "auto", console=None) -> dict:
+                   ferplus: Path | None = None, backend: str = "auto", console=None, align: bool = False) -> dict:
     """``split``: ``auto`` (default) scores the data's test split (FER-2013 PrivateTest, a folder's ``test/``),
     or all of data without splits; ``all``, a split name, or on data without splits ``test`` / ``val`` for the
     seeded held-out part that training held out (``data.loader.split_indices``). The result's ``split`` names
     the part scored. ``backend``: ``auto`` scores a model with a shipped int8 graph through ONNX Runtime (as the
     pipeline runs it) and any other model with PyTorch (their ONNX export agrees to 1e-3); ``onnx`` / ``torch``
-    force one. ``console``: a Rich console for the tables (default: a new one on stderr)."""
+    force one. ``console``: a Rich console for the tables (default: a new one on stderr). ``align``: photos
+    (``detect``, UTKFace) are cropped turned with the head's roll from the eye keypoints, one code path with
+    ``predict --align`` and with training on photos (``TrainConfig.align``)."""
     from ..models.hub import load_model
 
-    masks = check_evaluation_args(data, detect, occlude, ferplus, backend)  # before any loading
+    masks = check_evaluation_args(data, detect, occlude, ferplus, backend, align)  # before any loading
     if console is None:
         from rich.console import Console
 
@@ -172,7 +181,8 @@ def run_evaluation(model: str, data: str | Path, split: str | None = "auto", tta
     if is_utkface(data) and not detect and not occlude:  # attribute model: accuracy by race / age band
         from .fairness import evaluate_utkface
 
-        res = evaluate_utkface(loaded, data, split, tta, batch_size, quiet, console, skip_bad=skip_bad)
+        res = evaluate_utkface(loaded, data, split, tta, batch_size, quiet, console, skip_bad=skip_bad,
+                               align=True if align else None)
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
             plot_confusion(res["confusion_matrix"], res["labels"], out / "confusion.png",
@@ -181,7 +191,8 @@ def run_evaluation(model: str, data: str | Path, split: str | None = "auto", tta
     t0 = time.perf_counter()
     errors: list = []
     if detect:
-        y_true, probs, data_labels, errors, split = _detect_eval(loaded, model, data, split, ignore_unknown)
+        y_true, probs, data_labels, errors, split = _detect_eval(loaded, model, data, split, ignore_unknown,
+                                                                 align, tta)
         images = None
     else:
         part, relabel, split = _scored_part(loaded, data, split, ferplus, skip_bad, ignore_unknown)
@@ -201,16 +212,14 @@ def run_evaluation(model: str, data: str | Path, split: str | None = "auto", tta
                 "ms_per_face": 1000 * elapsed / max(len(y_true), 1)})
     cal = None
     if len(probs) and list(loaded.labels) == list(data_labels):  # scores over the data's own classes
-        from ..models.calibration import apply_temperature, calibration_report, temperature_of
+        from ..models.calibration import card_calibration_metrics
 
-        t = temperature_of(loaded.card)
-        raw = apply_temperature(probs, 1.0 / t)  # the scores before the card's temperature: exact inverse
-        cal = calibration_report(raw, y_true, t)
-        res.update({"ece": cal["ece"], "ece_uncalibrated": cal["ece_uncalibrated"], "temperature": t,
-                    "reliability": cal["reliability"], "reliability_uncalibrated": cal["reliability_uncalibrated"]})
+        cal = card_calibration_metrics(probs, y_true, loaded.card)
+        res.update(cal)
     if not detect and ferplus is not None:
         res["labels_from"] = relabel
     if detect:
+        res["align"] = bool(align)
         res["errors"] = errors
         res["n_errors"] = len(errors)
     if not quiet:

@@ -97,23 +97,37 @@ def group_table(res: dict, title: str):
     return t
 
 
-def evaluate_utkface(loaded, data: str | Path, split: str = "test", tta: str = "none", batch_size: int = 256,
-                     quiet: bool = False, console=None, skip_bad: bool = False) -> dict:
-    """Gender accuracy of ``loaded`` on a UTKFace split, with the group report (see :func:`group_report`)."""
+def utkface_as_trained(loaded, data: str | Path, skip_bad: bool = False, align: bool | None = None):
+    """UTKFace split and cropped exactly as ``loaded`` was trained (its card's split seed / fractions and crop);
+    ``align`` True / False overrides the card's roll alignment. -> ``UTKFaceData``."""
     from ..data.errors import DataError
     from ..data.utkface import load_utkface
     from ..inference.detectors import utkface_detector
+
+    tr = loaded.card.get("training", {})
+    sp = tr.get("split") or {}
+    crop = (tr.get("crop") or {}).get("mode", "detect")
+    if align is None:
+        align = bool((tr.get("crop") or {}).get("align", False))
+    if align and crop != "detect":
+        raise DataError(data, f"{loaded.name} was trained on {crop} crops; --align turns detected faces only")
+    return load_utkface(data, size=loaded.preprocess.size, crop=crop, seed=int(sp.get("seed", 0)),
+                        val_frac=float(sp.get("val_frac", 0.1)), test_frac=float(sp.get("test_frac", 0.2)),
+                        skip_bad=skip_bad, detector=utkface_detector() if crop == "detect" else None, align=align)
+
+
+def evaluate_utkface(loaded, data: str | Path, split: str = "test", tta: str = "none", batch_size: int = 256,
+                     quiet: bool = False, console=None, skip_bad: bool = False, align: bool | None = None) -> dict:
+    """Gender accuracy of ``loaded`` on a UTKFace split, with the group report (see :func:`group_report`).
+    Faces are cropped as the model was trained (its card's crop); ``align`` True / False overrides the roll
+    alignment."""
+    from ..data.errors import DataError
     from ..models.classifier import FaceClassifier
 
     if list(loaded.labels) != list(GENDERS):
         raise DataError(data, f"UTKFace is scored for apparent gender {list(GENDERS)}; model {loaded.name} "
                               f"predicts {loaded.labels} (use --model gender)")
-    tr = loaded.card.get("training", {})
-    sp = tr.get("split") or {}
-    crop = (tr.get("crop") or {}).get("mode", "detect")
-    u = load_utkface(data, size=loaded.preprocess.size, crop=crop, seed=int(sp.get("seed", 0)),
-                     val_frac=float(sp.get("val_frac", 0.1)), test_frac=float(sp.get("test_frac", 0.2)),
-                     skip_bad=skip_bad, detector=utkface_detector() if crop == "detect" else None)
+    u = utkface_as_trained(loaded, data, skip_bad, align)
     split = "test" if split in (None, "auto", "PrivateTest", "privatetest") else split
     m = u.mask(split)
     t0 = time.perf_counter()
@@ -122,8 +136,12 @@ def evaluate_utkface(loaded, data: str | Path, split: str = "test", tta: str = "
     y_true, y_pred = u.gender[m], probs.argmax(1)
     res = classification_metrics(y_true, y_pred, list(GENDERS))
     res.update(group_report(y_true, y_pred, u.age[m], u.race[m]))
+    if len(y_true):
+        from ..models.calibration import card_calibration_metrics
+
+        res.update(card_calibration_metrics(probs, y_true, loaded.card))
     digest = split_digest(u.md5[m]) if split == "test" else None
-    expected = sp.get("test_md5_sha1")
+    expected = (loaded.card.get("training", {}).get("split") or {}).get("test_md5_sha1")
     res.update({"model": loaded.name, "weights": str(loaded.weights), "data": str(data), "split": split, "tta": tta,
                 "ms_per_face": 1000 * elapsed / max(len(y_true), 1),
                 "crop": u.report.get("crop"), "split_info": u.report.get("split"),

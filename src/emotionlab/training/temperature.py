@@ -24,8 +24,17 @@ def model_probs(model: str, data: str | Path, split: str, ferplus: Path | None =
     from ..models.hub import load_model
     from .evaluation import _scored_part
 
+    from ..data.utkface import is_utkface
+
     loaded = load_model(model)
-    part, _, name = _scored_part(loaded, data, split, ferplus, False, False)
+    if Path(data).is_dir() and is_utkface(data):  # gender: UTKFace split and cropped as the model was trained
+        from .fairness import utkface_as_trained
+
+        u = utkface_as_trained(loaded, data)
+        name = {"publictest": "val", "privatetest": "test"}.get(split.lower(), split.lower())
+        part = u.face_dataset(name)
+    else:
+        part, _, name = _scored_part(loaded, data, split, ferplus, False, False)
     data_labels = list(part.label_set.labels)
     if data_labels != list(loaded.labels):
         raise ValueError(f"{loaded.name} has classes {loaded.labels} but the data has {data_labels}: a "
