@@ -62,6 +62,15 @@ def test_bad_temperatures_are_refused(bad):
             apply_temperature(np.full((2, 2), 0.5), bad)
 
 
+@pytest.mark.parametrize("bad", [1e-300, 1e6, True])
+def test_absurd_card_temperatures_are_refused_before_they_turn_scores_into_nan(bad):
+    with pytest.raises(ValueError, match=r"calibration.temperature must be a finite number in \[0.01, 100\]"):
+        temperature_of({"name": "m", "calibration": {"temperature": bad}})
+    with pytest.raises(ValueError, match="calibration must be an object"):
+        temperature_of({"name": "m", "calibration": "hot"})
+    assert temperature_of({"name": "m"}) == 1.0 and temperature_of({"calibration": {"temperature": 0.5}}) == 0.5
+
+
 def test_fit_refuses_bad_inputs():
     with pytest.raises(ValueError, match="at least 20"):
         fit_temperature(np.full((5, 2), 0.5), np.zeros(5, int))

@@ -21,6 +21,9 @@ __all__ = ["apply_temperature", "card_calibration_metrics", "apply_temperature_m
            "temperature_of"]
 
 _EPS = 1e-12
+#: temperatures a card may carry: fits search [0.05, 20]; outside this range a card is broken or hostile (1e-300
+#: would turn every score into NaN)
+TEMPERATURE_RANGE = (0.01, 100)
 
 
 def _check(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -182,12 +185,14 @@ def temperature_of(card: dict) -> float:
     """The card's fitted temperature (``calibration.temperature``), 1.0 when it has none; a bad value is an
     error naming the card, not silently ignored."""
     cal = card.get("calibration") or {}
-    t = cal.get("temperature", 1.0) if isinstance(cal, dict) else 1.0
+    if not isinstance(cal, dict):
+        raise ValueError(f"model card {card.get('name', '?')}: calibration must be an object, got {cal!r:.60}")
+    t = cal.get("temperature", 1.0)
     try:
-        t = float(t)
+        t = float(t) if not isinstance(t, bool) else float("nan")
     except (TypeError, ValueError):
         t = float("nan")
-    if not (math.isfinite(t) and t > 0):
+    if not (math.isfinite(t) and TEMPERATURE_RANGE[0] <= t <= TEMPERATURE_RANGE[1]):
         raise ValueError(f"model card {card.get('name', '?')}: calibration.temperature must be a finite number "
-                         f"> 0, got {cal.get('temperature')!r}")
+                         f"in [{TEMPERATURE_RANGE[0]}, {TEMPERATURE_RANGE[1]}], got {cal.get('temperature')!r}")
     return t

@@ -72,7 +72,7 @@ def validate_config(cfg: dict, source: str | os.PathLike = "text model", where: 
     Why: a hand-edited or truncated config used to fail deep inside a backend (a KeyError, a shape mismatch) or,
     worse, load and answer with thresholds for other labels. Fields: ``format`` (≤ this code's), ``kind``,
     ``labels`` (non-empty, distinct strings), ``multi_label`` (bool), ``thresholds`` (null, or one finite number
-    in [0, 1] per label), ``card`` (an object; its ``calibration.temperature`` a finite number > 0), ``params``
+    in [0, 1] per label), ``card`` (an object; its ``calibration.temperature`` a number in [0.01, 100]), ``params``
     (an object); ensembles: ``members`` (configs with the same labels) and one finite ``weights`` entry >= 0 each.
     """
     import math
@@ -105,9 +105,9 @@ def validate_config(cfg: dict, source: str | os.PathLike = "text model", where: 
     cal = card.get("calibration")
     if cal is not None:
         t = cal.get("temperature") if isinstance(cal, dict) else None
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t <= 0:
-            raise ValueError(f"{source}: field '{where}card.calibration.temperature' must be a finite number > 0, "
-                             f"got {t!r}")
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or not 0.01 <= t <= 100:
+            raise ValueError(f"{source}: field '{where}card.calibration.temperature' must be a finite number in "
+                             f"[0.01, 100], got {t!r}")
     if not isinstance(cfg.get("params", {}), dict):
         raise bad("params", "an object")
     if cfg["kind"] == "ensemble":
