@@ -105,9 +105,9 @@ def text_row(name: str, root: Path, args) -> tuple[dict, dict | None, object]:
            "shipped": not refit, "seconds": round(time.perf_counter() - t0, 1)}
     if not clf.multi_label:
         row["accuracy"] = float((p_raw.argmax(1) == te.y).mean())
-    if refit:
+    if refit:  # the card still says what was decided and why: T = 1, with the measured alternative
         row["note"] = "refit on train+val: validation is training data, so the temperature is not shipped"
-        return row, None, clf
+        return row, refit_record(row), clf
     cal.update({"fitted_on": f"{name} val", "reported_on": f"{name} test", "ece_uncalibrated": rep["ece_uncalibrated"],
                 "ece": rep["ece"], "command": "python benchmarks/calibration.py --write-cards"})
     return row, cal, clf
@@ -142,6 +142,16 @@ def plot_coverage(out: dict, path: Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def refit_record(row: dict) -> dict:
+    """The ``calibration`` entry of a model refit on train + val: no temperature (T = 1), and why."""
+    return {"method": "none", "temperature": 1.0, "date": time.strftime("%Y-%m-%d"),
+            "reason": "refit on train+val: no held-out validation split to fit a temperature on",
+            "reported_on": row["reported_on"], "ece": row["ece_uncalibrated"],
+            "rejected": {"temperature": row["temperature"], "fitted_on": row["fitted_on"] + " (seen in training)",
+                         "ece": row["ece"]},
+            "command": "python benchmarks/calibration.py --write-cards"}
 
 
 def tables(out: dict) -> list[dict]:
@@ -211,10 +221,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.write_cards:
             path = shipped_text_models()[name]
             card = {k: v for k, v in clf.card.items() if k != "calibration"}
-            if cal is not None:
-                card["calibration"] = cal
+            card["calibration"] = cal
             thresholds = None if clf.thresholds is None else [float(t) for t in clf.thresholds]
-            if cal is None and clf.multi_label:  # not shipped: keep the raw thresholds
+            if not row["shipped"] and clf.multi_label:  # no temperature shipped: keep the raw thresholds
                 thresholds = json.loads(path.read_text(encoding="utf-8"))["thresholds"]
             update_config(path, card=card, thresholds=thresholds)
     if args.plots:

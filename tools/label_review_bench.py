@@ -9,6 +9,9 @@
     python tools/label_review_bench.py cleaning ISSUES_DIR --data fer2013.csv.gz [--ferplus fer2013new.csv]
         the same small model (HOG + logistic regression) trained on Training as given / relabelled / dropped,
         scored on PrivateTest
+    python tools/label_review_bench.py cleaning-cnn ISSUES_DIR --data fer2013.csv.gz --ferplus fer2013new.csv \
+        --variant given|drop_all|drop_top2000 [--epochs 12]   the same question for a CNN (EmoNet-T), one variant
+        per call
 """
 from __future__ import annotations
 
@@ -172,6 +175,47 @@ def cleaning(args) -> dict:
     return results
 
 
+def cleaning_cnn(args) -> dict:
+    """One variant per call (run them side by side, one core each): EmoNet-T trained from scratch on Training as
+    given or with label flags dropped, same seed / recipe / epochs, selected on PublicTest, scored on
+    PrivateTest against FER-2013 labels and against the FER+ majority."""
+    import time
+
+    from emotionlab.data.loader import load_dataset
+    from emotionlab.training.config import TrainConfig
+    from emotionlab.training.engine import fit
+    from emotionlab.training.evaluation import run_evaluation
+
+    full = load_dataset(args.data)
+    tr, va = full.split("Training"), full.split("PublicTest")
+    keep = np.ones(len(tr), bool)
+    if args.variant != "given":
+        k = int(args.variant.removeprefix("drop_top")) if args.variant.startswith("drop_top") else 0
+        flags = [f for f in _flags(args.issues) if f["kind"] == "label"]
+        sel = flags[:k] if k else flags
+        where = {int(r): i for i, r in enumerate(tr.rows)}
+        keep[[where[int(f["index"])] for f in sel]] = False
+    train = tr.subset(np.flatnonzero(keep))
+    cfg = TrainConfig.from_dict({  # the retired emonet_t recipe, FER-2013 labels only (no FER+ soft targets)
+        "model": "emonet_t", "data": str(args.data), "epochs": args.epochs, "batch_size": 64, "lr": 0.05,
+        "weight_decay": 3e-4, "threads": 1, "seed": 0,
+        "augment": {"flip": 0.5, "rotate": 15, "scale": [0.9, 1.1], "translate": 0.1, "erase": 0.2}})
+    out = Path(args.out) / args.variant
+    t0 = time.perf_counter()
+    fit(cfg, out, resume=True, command=f"tools/label_review_bench.py cleaning-cnn --variant {args.variant}",
+        splits=(train, va))
+    r = {"variant": args.variant, "train_n": int(keep.sum()), "epochs": args.epochs,
+         "train_s": round(time.perf_counter() - t0)}
+    res = run_evaluation(str(out), args.data, split="PrivateTest", quiet=True)
+    r["privatetest_acc"] = round(res["accuracy"], 4)
+    r["privatetest_macro_f1"] = round(res["macro_f1"], 4)
+    if args.ferplus:
+        res = run_evaluation(str(out), args.data, split="PrivateTest", quiet=True, ferplus=Path(args.ferplus))
+        r["privatetest_acc_vs_ferplus_majority"] = round(res["accuracy"], 4)
+    (Path(args.out) / f"{args.variant}.json").write_text(json.dumps(r, indent=1))
+    return r
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -195,8 +239,16 @@ def main() -> None:
     a.add_argument("--data", required=True)
     a.add_argument("--ferplus")
     a.add_argument("--top", type=int, nargs="*", default=[0], help="relabel / drop the top K label flags (0 = all)")
+    a = sub.add_parser("cleaning-cnn")
+    a.add_argument("issues", type=Path)
+    a.add_argument("--data", required=True)
+    a.add_argument("--ferplus")
+    a.add_argument("--variant", default="given", help="given | drop_all | drop_topK")
+    a.add_argument("--epochs", type=int, default=12)
+    a.add_argument("--out", default="/tmp/cleaning_cnn")
     args = ap.parse_args()
-    fn = {"fer": fer, "make-folder": make_folder, "folder": folder, "cleaning": cleaning}[args.cmd]
+    fn = {"fer": fer, "make-folder": make_folder, "folder": folder, "cleaning": cleaning,
+          "cleaning-cnn": cleaning_cnn}[args.cmd]
     print(json.dumps(fn(args), indent=2))
 
 
