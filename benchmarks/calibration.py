@@ -44,8 +44,8 @@ def coverage_curve(probs: np.ndarray, labels: np.ndarray) -> list[dict]:
     return rows
 
 
-def face_row(name: str, root: Path, args) -> tuple[dict, dict | None]:
-    """Fit + report one face model -> (result row, calibration entry for its card)."""
+def face_row(name: str, root: Path, args) -> tuple[dict, dict, Path | None]:
+    """Fit + report one face model -> (result row, calibration entry for its card, the card file)."""
     from emotionlab.models.calibration import apply_temperature, calibration_report, fit_temperature
     from emotionlab.models.hub import load_model
     from emotionlab.training.metrics import plot_reliability
@@ -81,7 +81,7 @@ def face_row(name: str, root: Path, args) -> tuple[dict, dict | None]:
            "date": time.strftime("%Y-%m-%d"), "reported_on": test_name,
            "ece_uncalibrated": row["ece_uncalibrated"], "ece": row["ece"],
            "command": "python benchmarks/calibration.py --write-cards"}
-    return row, cal if loaded.card_path is not None else None
+    return row, cal, loaded.card_path
 
 
 def text_row(name: str, root: Path, args) -> tuple[dict, dict | None, object]:
@@ -205,13 +205,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     out: dict = {"data": str(args.data), "date": time.strftime("%Y-%m-%d"), "bins": 15, "models": {}}
     for name in filter(None, args.models.split(",")):
-        row, cal = face_row(name, args.data, args)
+        row, cal, card_path = face_row(name, args.data, args)
         out["models"][name] = row
         print(name, {k: v for k, v in row.items() if not k.startswith("coverage")}, flush=True)
         if args.write_cards:
-            from emotionlab.models.hub import load_model
-
-            write_calibration(load_model(name).card_path, cal)
+            if card_path is None:
+                raise SystemExit(f"{name}: no card file to write")
+            write_calibration(card_path, cal)
     for name in filter(None, args.text.split(",")):
         from emotionlab.text.hub import shipped_text_models
 

@@ -15,7 +15,7 @@ from emotionlab.text.datasets import TextDataset
 from emotionlab.text.store import update_config
 from emotionlab.text.train import evaluate_model
 
-from test_text_api import LABELS, make_corpus
+from test_text import LABELS, make_corpus
 
 
 def _sigmoid(z):

@@ -7,25 +7,9 @@ from sklearn.base import clone
 
 from emotionlab.text import TextEmotionClassifier, TextEnsemble
 
-LABELS = ["joy", "sadness", "anger"]
-WORDS = {0: ["happy", "joy", "great", "love", "smile", "wonderful"],
-         1: ["sad", "cry", "tears", "lonely", "miss", "grief"],
-         2: ["angry", "hate", "mad", "furious", "rage", "annoyed"]}
-FILLER = ["the", "a", "today", "is", "it", "so", "very", "and", "i", "feel", "this", "was"]
+from test_text import LABELS, make_corpus  # one learnable corpus for the text tests
+
 OBVIOUS = ["so happy and wonderful, i love it", "i cry, so sad and lonely", "furious, i hate this rage"]
-
-
-def make_corpus(n: int, seed: int = 0) -> tuple[list[str], np.ndarray]:
-    """Learnable three-class texts: two class keywords among filler words (class ids 0..2)."""
-    rng = np.random.default_rng(seed)
-    texts, y = [], []
-    for i in range(n):
-        c = i % 3
-        w = list(rng.choice(WORDS[c], 2)) + list(rng.choice(FILLER, 4))
-        rng.shuffle(w)
-        texts.append(" ".join(w))
-        y.append(c)
-    return texts, np.asarray(y)
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ the same FFmpeg demuxers; on loopback it opened an MPEG-TS stream over HTTP in 0
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -152,6 +153,26 @@ class LiveStats:
                 "error": self.error}
 
 
+@contextlib.contextmanager
+def _ffmpeg_options(value: str | None):
+    """Set ``OPENCV_FFMPEG_CAPTURE_OPTIONS`` around one open (None: leave it alone). OpenCV asks FFmpeg for RTSP
+    over TCP unless that variable says otherwise and reads it when it opens; it is process-wide, so serialized."""
+    if value is None:
+        yield
+        return
+    key = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+    with _OPEN_LOCK:
+        before = os.environ.get(key)
+        os.environ[key] = value
+        try:
+            yield
+        finally:
+            if before is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = before
+
+
 def open_live_capture(source, options: LiveOptions):
     """An opened ``cv2.VideoCapture`` for a network URL (FFmpeg, with timeouts) or a camera, or None."""
     import cv2
@@ -161,21 +182,8 @@ def open_live_capture(source, options: LiveOptions):
     else:
         params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(options.open_timeout_s * 1000),
                   cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(options.read_timeout_s * 1000)]
-        if str(source).lower().startswith("rtsp") and options.rtsp_transport != "tcp":
-            # OpenCV asks FFmpeg for RTSP over TCP unless OPENCV_FFMPEG_CAPTURE_OPTIONS says otherwise; it reads
-            # that variable when it opens, so set it around this one open (serialized: it is process-wide)
-            key = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
-            with _OPEN_LOCK:
-                before = os.environ.get(key)
-                os.environ[key] = f"rtsp_transport;{options.rtsp_transport}"
-                try:
-                    cap = cv2.VideoCapture(str(source), cv2.CAP_FFMPEG, params)
-                finally:
-                    if before is None:
-                        os.environ.pop(key, None)
-                    else:
-                        os.environ[key] = before
-        else:
+        udp = str(source).lower().startswith("rtsp") and options.rtsp_transport != "tcp"
+        with _ffmpeg_options(f"rtsp_transport;{options.rtsp_transport}" if udp else None):
             cap = cv2.VideoCapture(str(source), cv2.CAP_FFMPEG, params)
     if not cap.isOpened():
         cap.release()

@@ -38,11 +38,27 @@ def _check(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return p, y
 
 
-def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
-    """``softmax(log p / T)``, row-wise, in float64, returned as float32 (T = 1 returns the input)."""
+def _positive_temperature(temperature: float) -> float:
     t = float(temperature)
     if not (math.isfinite(t) and t > 0):
         raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
+    return t
+
+
+def _fit_log_t(loss, n: int, bounds: tuple[float, float], what: str) -> float:
+    """The temperature minimizing ``loss(T)``: a bounded 1-D search over log T, rounded to 4 decimals."""
+    from scipy.optimize import minimize_scalar
+
+    if n < 20:
+        raise ValueError(f"fitting a temperature needs at least 20 labelled {what}, got {n}")
+    res = minimize_scalar(lambda lt: loss(math.exp(lt)), bounds=tuple(math.log(b) for b in bounds),
+                          method="bounded", options={"xatol": 1e-4})
+    return float(round(math.exp(res.x), 4))
+
+
+def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """``softmax(log p / T)``, row-wise, in float64, returned as float32 (T = 1 returns the input)."""
+    t = _positive_temperature(temperature)
     p = np.asarray(probs)
     if t == 1.0:
         return p.astype(np.float32, copy=False)
@@ -59,14 +75,8 @@ def _nll(p: np.ndarray, y: np.ndarray, t: float) -> float:
 
 def fit_temperature(probs: np.ndarray, labels: np.ndarray, bounds: tuple[float, float] = (0.05, 20.0)) -> float:
     """The temperature that minimizes the validation NLL (a bounded 1-D search over log T)."""
-    from scipy.optimize import minimize_scalar
-
     p, y = _check(probs, labels)
-    if len(y) < 20:
-        raise ValueError(f"fitting a temperature needs at least 20 labelled faces, got {len(y)}")
-    res = minimize_scalar(lambda lt: _nll(p, y, math.exp(lt)), bounds=tuple(math.log(b) for b in bounds),
-                          method="bounded", options={"xatol": 1e-4})
-    return float(round(math.exp(res.x), 4))
+    return _fit_log_t(lambda t: _nll(p, y, t), len(y), bounds, "faces")
 
 
 def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> dict:
@@ -121,9 +131,7 @@ def _check_multilabel(probs: np.ndarray, targets: np.ndarray) -> tuple[np.ndarra
 
 def apply_temperature_multilabel(probs: np.ndarray, temperature: float) -> np.ndarray:
     """``sigmoid(logit(p) / T)`` element-wise (T = 1 returns the input); also maps thresholds."""
-    t = float(temperature)
-    if not (math.isfinite(t) and t > 0):
-        raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
+    t = _positive_temperature(temperature)
     p = np.asarray(probs)
     if t == 1.0:
         return p.astype(np.float32, copy=False)
@@ -139,14 +147,8 @@ def _bce(p: np.ndarray, y: np.ndarray, t: float) -> float:
 def fit_temperature_multilabel(probs: np.ndarray, targets: np.ndarray,
                                bounds: tuple[float, float] = (0.05, 20.0)) -> float:
     """The temperature minimizing the mean binary cross-entropy over every (text, label) score."""
-    from scipy.optimize import minimize_scalar
-
     p, y = _check_multilabel(probs, targets)
-    if len(y) < 20:
-        raise ValueError(f"fitting a temperature needs at least 20 labelled rows, got {len(y)}")
-    res = minimize_scalar(lambda lt: _bce(p, y, math.exp(lt)), bounds=tuple(math.log(b) for b in bounds),
-                          method="bounded", options={"xatol": 1e-4})
-    return float(round(math.exp(res.x), 4))
+    return _fit_log_t(lambda t: _bce(p, y, t), len(y), bounds, "rows")
 
 
 def ece_multilabel(probs: np.ndarray, targets: np.ndarray, bins: int = 15) -> float:

@@ -128,9 +128,9 @@ class TextEmotionClassifier(ClassifierMixin, BaseEstimator):
         if self.multi_label:
             t = fit_temperature_multilabel(raw, y)
             rep = multilabel_calibration_report(raw, y, t)
-            if self.thresholds is not None:  # thresholds live in calibrated-score space: move them along
-                base = apply_temperature_multilabel(np.asarray(self.thresholds, np.float64)[None], 1.0 / old)
-                self.thresholds = apply_temperature_multilabel(base, t)[0].astype(np.float64)
+            if self.thresholds is not None:  # thresholds live in calibrated-score space: from old T to new T
+                self.thresholds = apply_temperature_multilabel(np.asarray(self.thresholds, np.float64),
+                                                               t / old).astype(np.float64)
         else:
             t = fit_temperature(raw, y)
             rep = calibration_report(raw, y, t)

@@ -30,9 +30,8 @@ def model_probs(model: str, data: str | Path, split: str, ferplus: Path | None =
     if Path(data).is_dir() and is_utkface(data):  # gender: UTKFace split and cropped as the model was trained
         from .fairness import utkface_as_trained
 
-        u = utkface_as_trained(loaded, data)
-        name = {"publictest": "val", "privatetest": "test"}.get(split.lower(), split.lower())
-        part = u.face_dataset(name)
+        part = utkface_as_trained(loaded, data).face_dataset(split)  # PublicTest -> val, PrivateTest -> test
+        name = str(part.usage[0]) if len(part) else split
     else:
         part, _, name = _scored_part(loaded, data, split, ferplus, False, False)
     data_labels = list(part.label_set.labels)
