@@ -264,7 +264,9 @@ def render_leaderboard(docs: str | os.PathLike | None = None) -> str:
            "[data](results_data.md) · [pipeline](results_pipeline.md) · [peers](results_peers.md) · "
            "[explain](results_explain.md) · [robustness](results_robustness.md) · [gender](results_gender.md) · "
            "[text](results_text.md) · [serve](results_serve.md) · [hostile inputs](results_hostile.md) · "
-           "[classic nets](results_zoo.md) · [training speed](results_training.md).", "",
+           "[classic nets](results_zoo.md) · [training speed](results_training.md) · "
+           "[streams and videos](results_video.md) · [calibration](results_calibration.md) · "
+           "[label review](results_label_review.md).", "",
            "## Shipped models", ""]
     out += _shipped_table(s) + [""]
     out += ["## FER-2013 PrivateTest (7 classes)", "",
